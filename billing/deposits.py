@@ -1,0 +1,108 @@
+"""Manual payment (SPEC R13, R23): deposits, arrears recovery and refund of unspent cash."""
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from billing.ledger import Posting, advertiser_accounts, ledger_post, ledger_post_many, lock_advertisers
+from billing.models import Deposit, Purpose, TxKind
+from billing.money import fmt, parse_amount
+from portal.errors import BadInput, BusinessError, Conflict
+
+
+def deposit_limits(currency: str) -> tuple[Decimal, Decimal]:
+    low, high = settings.DEPOSIT_LIMITS.get(currency, settings.DEFAULT_DEPOSIT_LIMITS)
+    return Decimal(low), Decimal(high)
+
+
+def _check_key(idempotency_key) -> str:
+    if not isinstance(idempotency_key, str) or not idempotency_key.strip() or len(idempotency_key) > 100:
+        raise BadInput("invalid_idempotency_key", "idempotency_key must be a non-empty string of at most 100 characters.")
+    return idempotency_key
+
+
+def deposit_create(*, advertiser, amount, idempotency_key: str, source: str = "api", card_last4: str = "") -> Deposit:
+    """Load cash (R23). Arrears are settled first and paused campaigns resume (R13).
+
+    Idempotent by key: the same key and amount returns the first deposit; the same key with
+    another amount is a Conflict.
+    """
+    from portal.models import AdvertiserStatus, BillingMethod
+
+    amount = parse_amount(amount, advertiser.currency)
+    key = _check_key(idempotency_key)
+    with transaction.atomic():
+        adv = lock_advertisers([advertiser.pk])[advertiser.pk]
+        prior = Deposit.objects.filter(advertiser=adv, idempotency_key=key).first()
+        if prior is not None:
+            if prior.amount != amount:
+                raise Conflict(
+                    "idempotency_key_reused",
+                    f"idempotency_key {key!r} was already used for a deposit of {fmt(prior.amount, adv.currency)}.",
+                )
+            return prior
+        if adv.billing_method != BillingMethod.MANUAL:
+            raise BusinessError(
+                "deposit_not_allowed",
+                "Deposits are for manual-payment accounts; this account pays by "
+                f"{adv.get_billing_method_display().lower()}.",
+            )
+        if adv.status == AdvertiserStatus.CLOSED:
+            raise BusinessError("account_closed", "This advertiser account is closed.")
+        low, high = deposit_limits(adv.currency)
+        if not low <= amount <= high:
+            raise BusinessError(
+                "deposit_out_of_range",
+                f"A deposit must be between {fmt(low, adv.currency)} and {fmt(high, adv.currency)} {adv.currency}.",
+            )
+        acc = advertiser_accounts([adv.pk])[adv.pk]
+        to_arrears = min(acc[Purpose.ARREARS].balance, amount)
+        p = Posting(kind=TxKind.DEPOSIT, currency=adv.currency, amount=amount, lines=[], advertiser_id=adv.pk,
+                    memo=f"Deposit ({source})")
+        p.move(debit=acc[Purpose.SETTLEMENT], credit=acc[Purpose.ARREARS], amount=to_arrears)
+        p.move(debit=acc[Purpose.SETTLEMENT], credit=acc[Purpose.CASH], amount=amount - to_arrears)
+        tx = ledger_post(p)
+        deposit = Deposit.objects.create(
+            advertiser=adv, amount=amount, idempotency_key=key, source=source, card_last4=card_last4, transaction=tx
+        )
+        if acc[Purpose.ARREARS].balance == 0:
+            campaigns_resume(advertiser=adv)
+    return deposit
+
+
+def campaigns_resume(*, advertiser) -> int:
+    """Campaigns paused by billing come back once the account owes nothing (R3, R13)."""
+    from portal.models import CampaignStatus
+
+    return advertiser.campaigns.filter(status=CampaignStatus.PAUSED_FUNDS).update(status=CampaignStatus.ACTIVE)
+
+
+def cash_refund(*, advertiser) -> Decimal:
+    """Refund the whole unspent cash balance (R23): only in good standing; closes the account
+    and forfeits its credits (R8: credit itself is never refunded)."""
+    from portal.models import AdvertiserStatus, BillingMethod, CampaignStatus
+    from promotions.credits import credits_forfeit_postings
+
+    with transaction.atomic():
+        adv = lock_advertisers([advertiser.pk])[advertiser.pk]
+        if adv.status != AdvertiserStatus.ACTIVE:
+            raise BusinessError("not_in_good_standing", f"A refund needs an active account; this one is {adv.status}.")
+        if adv.billing_method != BillingMethod.MANUAL:
+            raise BusinessError("refund_not_allowed", "Only a manual-payment account holds a cash balance to refund.")
+        acc = advertiser_accounts([adv.pk])[adv.pk]
+        if acc[Purpose.ARREARS].balance > 0:
+            raise BusinessError("not_in_good_standing", "The account has unpaid arrears.")
+        cash = acc[Purpose.CASH].balance
+        if cash <= 0:
+            raise BusinessError("nothing_to_refund", "There is no unspent cash balance to refund.")
+        p = Posting(kind=TxKind.REFUND, currency=adv.currency, amount=cash, lines=[], advertiser_id=adv.pk,
+                    memo="Refund of unspent cash; account closed")
+        p.move(debit=acc[Purpose.CASH], credit=acc[Purpose.SETTLEMENT], amount=cash)
+        ledger_post_many([p, *credits_forfeit_postings(advertiser=adv, accounts=acc, reason="account closed")])
+        adv.status = AdvertiserStatus.CLOSED
+        adv.save(update_fields=["status"])
+        adv.campaigns.exclude(status=CampaignStatus.PAUSED).update(status=CampaignStatus.PAUSED)
+        advertiser.status = adv.status
+    return cash

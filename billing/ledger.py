@@ -1,0 +1,165 @@
+"""Posting to the double-entry ledger (SPEC R14).
+
+`ledger_post` / `ledger_post_many` are the only writers of entries and stored balances. They
+check in Python that each transaction balances and that no balance goes negative, then insert the
+transaction and its entries and move the stored balances in one UPDATE. PostgreSQL checks the same
+two rules again (deferred zero-sum trigger, CHECK balance >= 0), so a bug or a raw SQL write
+cannot break them. Callers lock the owning advertiser first (`lock_advertisers`), so the
+in-memory balances they pass are current.
+"""
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from django.db import transaction
+from django.db.models import Case, DecimalField, F, Value, When
+from django.utils import timezone
+
+from billing.models import (
+    ADVERTISER_PURPOSES,
+    BC_PURPOSES,
+    CREDIT,
+    DEBIT,
+    NORMAL_SIDE,
+    LedgerAccount,
+    LedgerEntry,
+    LedgerTransaction,
+    Purpose,
+)
+
+
+class LedgerError(Exception):
+    """A posting that would break the ledger's invariants: a bug, never a user error."""
+
+
+@dataclass
+class Line:
+    account: LedgerAccount
+    side: str
+    amount: Decimal
+
+
+@dataclass
+class Posting:
+    kind: str
+    currency: str
+    amount: Decimal
+    lines: list[Line]
+    advertiser_id: int | None = None
+    business_center_id: int | None = None
+    campaign_id: int | None = None
+    occurred_at: datetime | None = None
+    memo: str = ""
+    # filled in by ledger_post_many
+    transaction: LedgerTransaction | None = field(default=None, repr=False)
+
+    def move(self, *, debit: LedgerAccount, credit: LedgerAccount, amount: Decimal) -> None:
+        """Add a debit/credit pair; zero amounts are left out (entries are always positive)."""
+        if amount:
+            self.lines.append(Line(debit, DEBIT, amount))
+            self.lines.append(Line(credit, CREDIT, amount))
+
+
+def signed(account: LedgerAccount, side: str, amount: Decimal) -> Decimal:
+    return amount if side == account.normal else -amount
+
+
+def ledger_post_many(postings: list[Posting]) -> list[LedgerTransaction]:
+    """Book several balanced transactions with a constant number of queries."""
+    deltas: dict[int, Decimal] = defaultdict(Decimal)
+    accounts: dict[int, LedgerAccount] = {}
+    now = timezone.now()
+    for posting in postings:
+        per_currency: dict[str, Decimal] = defaultdict(Decimal)
+        for line in posting.lines:
+            if line.amount <= 0:
+                raise LedgerError(f"entry amount must be positive, got {line.amount}")
+            if line.side not in (DEBIT, CREDIT):
+                raise LedgerError(f"bad side {line.side!r}")
+            per_currency[line.account.currency] += line.amount if line.side == DEBIT else -line.amount
+            deltas[line.account.pk] += signed(line.account, line.side, line.amount)
+            accounts[line.account.pk] = line.account
+        unbalanced = {c: s for c, s in per_currency.items() if s}
+        if unbalanced:
+            raise LedgerError(f"unbalanced {posting.kind} transaction: {unbalanced}")
+    for pk, delta in deltas.items():
+        if accounts[pk].balance + delta < 0:
+            raise LedgerError(f"{accounts[pk]} would go negative ({accounts[pk].balance} {delta:+})")
+
+    with transaction.atomic():
+        txs = LedgerTransaction.objects.bulk_create(
+            [
+                LedgerTransaction(
+                    kind=p.kind,
+                    advertiser_id=p.advertiser_id,
+                    business_center_id=p.business_center_id,
+                    campaign_id=p.campaign_id,
+                    amount=p.amount,
+                    currency=p.currency,
+                    occurred_at=p.occurred_at or now,
+                    created_at=now,
+                    memo=p.memo[:300],
+                )
+                for p in postings
+            ]
+        )
+        entries = []
+        for p, tx in zip(postings, txs):
+            p.transaction = tx
+            entries.extend(LedgerEntry(transaction=tx, account_id=ln.account.pk, side=ln.side, amount=ln.amount) for ln in p.lines)
+        LedgerEntry.objects.bulk_create(entries)
+        moved = {pk: d for pk, d in deltas.items() if d}
+        if moved:
+            out = DecimalField(max_digits=20, decimal_places=4)
+            LedgerAccount.objects.filter(pk__in=moved).update(
+                balance=F("balance")
+                + Case(*[When(pk=pk, then=Value(d, output_field=out)) for pk, d in moved.items()], output_field=out)
+            )
+    for pk, delta in deltas.items():
+        accounts[pk].balance += delta
+    return txs
+
+
+def ledger_post(posting: Posting) -> LedgerTransaction:
+    return ledger_post_many([posting])[0]
+
+
+def accounts_open_for_advertiser(advertiser) -> None:
+    LedgerAccount.objects.bulk_create(
+        [
+            LedgerAccount(advertiser=advertiser, purpose=p, currency=advertiser.currency, normal=NORMAL_SIDE[p])
+            for p in ADVERTISER_PURPOSES
+        ]
+    )
+
+
+def accounts_open_for_bc(business_center, currency: str) -> None:
+    LedgerAccount.objects.bulk_create(
+        [
+            LedgerAccount(business_center=business_center, purpose=p, currency=currency, normal=NORMAL_SIDE[p])
+            for p in BC_PURPOSES
+        ]
+    )
+
+
+def advertiser_accounts(advertiser_ids) -> dict[int, dict[str, LedgerAccount]]:
+    """The standard accounts of each advertiser, by purpose (one query)."""
+    out: dict[int, dict[str, LedgerAccount]] = defaultdict(dict)
+    for acct in LedgerAccount.objects.filter(advertiser_id__in=list(advertiser_ids)).exclude(purpose=Purpose.PROMO_CREDIT):
+        out[acct.advertiser_id][acct.purpose] = acct
+    return out
+
+
+def credit_account_open(advertiser) -> LedgerAccount:
+    return LedgerAccount.objects.create(
+        advertiser=advertiser, purpose=Purpose.PROMO_CREDIT, currency=advertiser.currency, normal=CREDIT
+    )
+
+
+def lock_advertisers(ids):
+    """Lock advertiser rows in id order: the first lock every money write takes (no deadlocks)."""
+    from portal.models import Advertiser
+
+    return {a.pk: a for a in Advertiser.objects.select_for_update().filter(pk__in=sorted(set(ids))).order_by("pk")}

@@ -1,0 +1,73 @@
+"""Money: parsing, currency minor units and the one rounding rule (SPEC R4).
+
+Amounts are `Decimal` everywhere. The only rounding in the system is `round_down`, toward zero
+to the currency's minor unit; it is used for percentage discounts (R7), so a discount never pays
+a fraction of a cent more than its percentage.
+"""
+
+from decimal import ROUND_DOWN, Decimal, InvalidOperation
+
+from portal.errors import BadInput
+
+# ISO 4217 minor units. Currencies not listed are refused rather than guessed.
+MINOR_UNITS: dict[str, int] = {
+    "USD": 2, "EUR": 2, "GBP": 2, "CAD": 2, "AUD": 2, "SGD": 2, "MYR": 2, "PHP": 2, "THB": 2,
+    "MXN": 2, "BRL": 2, "CNY": 2, "HKD": 2, "TWD": 2, "INR": 2, "IDR": 2, "SAR": 2, "AED": 2,
+    "TRY": 2, "CHF": 2, "SEK": 2, "NOK": 2, "DKK": 2, "PLN": 2, "NZD": 2, "ZAR": 2, "EGP": 2,
+    "JPY": 0, "KRW": 0, "VND": 0, "CLP": 0, "ISK": 0,
+    "KWD": 3, "BHD": 3, "OMR": 3, "JOD": 3, "TND": 3,
+}
+
+ZERO = Decimal(0)
+
+
+def check_currency(currency: str) -> str:
+    if not isinstance(currency, str) or currency not in MINOR_UNITS:
+        raise BadInput("invalid_currency", f"Unknown currency {currency!r}: use an ISO 4217 code such as USD.")
+    return currency
+
+
+def quantum(currency: str) -> Decimal:
+    return Decimal(1).scaleb(-MINOR_UNITS[check_currency(currency)])
+
+
+def parse_amount(value, currency: str, *, field: str = "amount", allow_zero: bool = False) -> Decimal:
+    """Parse a user-supplied amount exactly, or raise BadInput naming the problem.
+
+    Accepts a decimal string ("12.50") or an integer; refuses floats (inexact), more places than
+    the currency allows, zero (unless `allow_zero`), negatives, NaN and infinity.
+    """
+    check_currency(currency)
+    if isinstance(value, bool) or value is None:
+        raise BadInput("invalid_amount", f"{field} must be a decimal string such as \"12.50\".")
+    if isinstance(value, float):
+        value = repr(value)
+    try:
+        amount = Decimal(str(value).strip())
+    except (InvalidOperation, ValueError):
+        raise BadInput("invalid_amount", f"{field} {value!r} is not a decimal number.") from None
+    if not amount.is_finite():
+        raise BadInput("invalid_amount", f"{field} must be a finite number.")
+    places = MINOR_UNITS[currency]
+    if amount.as_tuple().exponent < -places:
+        raise BadInput(
+            "invalid_amount",
+            f"{field} {value} has more decimal places than {currency} allows ({places}).",
+        )
+    if amount < 0:
+        raise BadInput("invalid_amount", f"{field} must be positive, got {value}.")
+    if amount == 0 and not allow_zero:
+        raise BadInput("invalid_amount", f"{field} must be greater than zero.")
+    if amount >= Decimal("1e15"):
+        raise BadInput("invalid_amount", f"{field} {value} is too large.")
+    return amount.quantize(quantum(currency))
+
+
+def round_down(amount: Decimal, currency: str) -> Decimal:
+    """The one rounding rule: toward zero, to the currency's minor unit."""
+    return amount.quantize(quantum(currency), rounding=ROUND_DOWN)
+
+
+def fmt(amount: Decimal, currency: str) -> str:
+    """The canonical string form used by the API: exactly the currency's places."""
+    return str(Decimal(amount).quantize(quantum(currency)))

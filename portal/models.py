@@ -1,0 +1,176 @@
+"""Business Centers, advertisers, members and campaigns (SPEC R1–R3), and API tokens."""
+
+import hashlib
+import secrets
+import zoneinfo
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils.timezone import now
+
+
+class BusinessCenter(models.Model):
+    name = models.CharField(max_length=200)
+    currency = models.CharField(max_length=3, default="USD")  # of its cash balance
+    created_at = models.DateTimeField(default=now)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class BCRole(models.TextChoices):
+    ADMIN = "admin", "Admin"
+    FINANCE = "finance", "Finance"
+
+
+class BCMembership(models.Model):
+    """BC admins and finance act on every advertiser of their Business Center (API.md)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="bc_memberships")
+    business_center = models.ForeignKey(BusinessCenter, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=BCRole.choices)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "business_center"], name="bc_membership_unique")]
+
+
+class BillingMethod(models.TextChoices):
+    MANUAL = "manual", "Manual payment"
+    AUTOMATIC = "automatic", "Automatic payment"
+    MONTHLY_INVOICE = "monthly_invoice", "Monthly invoicing"
+
+
+class AdvertiserStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    SUSPENDED = "suspended", "Suspended"
+    CLOSED = "closed", "Closed"
+
+
+class SignupSource(models.TextChoices):
+    OFFICIAL_OFFER = "official_offer", "Official offer"
+    ORGANIC = "organic", "Organic"
+
+
+class Advertiser(models.Model):
+    """An advertiser account (R2). Currency and time zone are fixed at creation."""
+
+    business_center = models.ForeignKey(
+        BusinessCenter, null=True, blank=True, on_delete=models.PROTECT, related_name="advertisers"
+    )
+    name = models.CharField(max_length=200)
+    currency = models.CharField(max_length=3)
+    timezone = models.CharField(max_length=64, default="UTC")
+    billing_method = models.CharField(max_length=16, choices=BillingMethod.choices, default=BillingMethod.MANUAL)
+    status = models.CharField(max_length=16, choices=AdvertiserStatus.choices, default=AdvertiserStatus.ACTIVE)
+    registered_at = models.DateTimeField(default=now)
+    signup_source = models.CharField(max_length=16, choices=SignupSource.choices, default=SignupSource.ORGANIC)
+    shop_id = models.CharField(max_length=64, blank=True, default="")
+    credit_frozen = models.BooleanField(default=False)
+    # Billing settings used by the automatic and monthly-invoice methods (R24–R27).
+    billing_threshold = models.DecimalField(max_digits=20, decimal_places=4, null=True, blank=True)
+    bill_cycle = models.CharField(max_length=8, default="monthly", choices=[("weekly", "Weekly"), ("monthly", "Monthly")])
+    credit_line_limit = models.DecimalField(max_digits=20, decimal_places=4, default=0)
+    invoicing_eligible = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=now)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(credit_line_limit__gte=0), name="advertiser_credit_line_limit_gte_0"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.currency})"
+
+    @property
+    def tz(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.timezone)
+
+    @property
+    def is_in_good_standing(self) -> bool:
+        return self.status == AdvertiserStatus.ACTIVE
+
+    @property
+    def credit_usable(self) -> bool:
+        """R12: credits of a frozen, suspended or closed account take no part in billing."""
+        return self.status == AdvertiserStatus.ACTIVE and not self.credit_frozen
+
+
+class Role(models.TextChoices):
+    ADMIN = "admin", "Admin"
+    FINANCE = "finance", "Finance"
+    OPERATOR = "operator", "Operator"
+    ANALYST = "analyst", "Analyst"
+
+
+PAYMENTS_READ_ROLES = {Role.ADMIN, Role.FINANCE, Role.ANALYST}
+PAYMENTS_WRITE_ROLES = {Role.ADMIN, Role.FINANCE}
+
+
+class Membership(models.Model):
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    advertiser = models.ForeignKey(Advertiser, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "advertiser"], name="membership_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.user} · {self.role} of {self.advertiser}"
+
+
+class Objective(models.TextChoices):
+    REACH = "REACH", "Reach"
+    TRAFFIC = "TRAFFIC", "Traffic"
+    VIDEO_VIEWS = "VIDEO_VIEWS", "Video views"
+    LEAD_GENERATION = "LEAD_GENERATION", "Lead generation"
+    APP_PROMOTION = "APP_PROMOTION", "App promotion"
+    PRODUCT_SALES = "PRODUCT_SALES", "Product sales"
+    ENGAGEMENT = "ENGAGEMENT", "Engagement"
+    WEBSITE_CONVERSIONS = "WEBSITE_CONVERSIONS", "Website conversions"
+
+
+class ProductSource(models.TextChoices):
+    NONE = "NONE", "None"
+    TIKTOK_SHOP = "TIKTOK_SHOP", "TikTok Shop"
+    CATALOG = "CATALOG", "Catalog"
+
+
+class CampaignStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    PAUSED = "paused", "Paused"
+    PAUSED_FUNDS = "paused_funds", "Paused — add funds"
+
+
+class Campaign(models.Model):
+    advertiser = models.ForeignKey(Advertiser, on_delete=models.PROTECT, related_name="campaigns")
+    name = models.CharField(max_length=200)
+    objective = models.CharField(max_length=32, choices=Objective.choices)
+    product_source = models.CharField(max_length=16, choices=ProductSource.choices, default=ProductSource.NONE)
+    shop_id = models.CharField(max_length=64, blank=True, default="")
+    status = models.CharField(max_length=16, choices=CampaignStatus.choices, default=CampaignStatus.ACTIVE)
+    created_at = models.DateTimeField(default=now)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def hash_token(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+class ApiToken(models.Model):
+    """An API token, stored hashed; the raw value is shown once at creation."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    key_hash = models.CharField(max_length=64, unique=True)
+    prefix = models.CharField(max_length=12)
+    label = models.CharField(max_length=100, blank=True, default="")
+    created_at = models.DateTimeField(default=now)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    @classmethod
+    def issue(cls, *, user, label: str = "") -> tuple["ApiToken", str]:
+        raw = "act_" + secrets.token_urlsafe(32)
+        token = cls.objects.create(user=user, key_hash=hash_token(raw), prefix=raw[:12], label=label)
+        return token, raw

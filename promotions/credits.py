@@ -1,0 +1,185 @@
+"""Credit writes (SPEC R5–R8, R22): grant, assign, withdraw, forfeit; transfer is always refused."""
+
+from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from billing.ledger import Posting, advertiser_accounts, credit_account_open, ledger_post, ledger_post_many, lock_advertisers
+from billing.models import Purpose, TxKind
+from billing.money import parse_amount
+from portal.errors import BadInput, BusinessError, Conflict
+from portal.models import AdvertiserStatus, Objective, ProductSource
+from promotions.models import Credit, CreditKind, CreditSource, CreditStatus
+
+
+def _percent(value) -> Decimal:
+    try:
+        p = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        raise BadInput("invalid_percent", f"percent {value!r} is not a number.") from None
+    if not p.is_finite() or p <= 0 or p > 100 or p.as_tuple().exponent < -2:
+        raise BadInput("invalid_percent", "percent must be above 0 and at most 100, with at most 2 decimal places.")
+    return p
+
+
+def _eligibility(objectives, product_source) -> tuple[list, str]:
+    objectives = list(objectives or [])
+    bad = [o for o in objectives if o not in Objective.values]
+    if bad:
+        raise BadInput("invalid_objective", f"Unknown objective {bad[0]!r}; use one of {', '.join(Objective.values)}.")
+    product_source = product_source or ""
+    if product_source and product_source not in ProductSource.values:
+        raise BadInput(
+            "invalid_product_source", f"eligible_product_source must be one of {', '.join(ProductSource.values)}."
+        )
+    return sorted(set(objectives)), product_source
+
+
+def credit_grant(
+    *,
+    advertiser,
+    kind: str,
+    amount,
+    reason: str,
+    idempotency_key: str | None,
+    percent=None,
+    valid_from: datetime | None = None,
+    expires_at: datetime | None = None,
+    eligible_objectives=(),
+    eligible_product_source: str = "",
+    source: str = CreditSource.MANAGED,
+    granted_by=None,
+    status: str = CreditStatus.ACTIVE,
+) -> Credit:
+    """Issue a credit and book it (Dr promotion expense, Cr the credit's own account).
+
+    R22: idempotent by key — the same key with the same content returns the first credit, with
+    other content it is a Conflict. Every credit expires (R5: default validity 90 days).
+    """
+    if kind not in CreditKind.values:
+        raise BadInput("invalid_kind", f"kind must be one of {', '.join(CreditKind.values)}.")
+    if source not in CreditSource.values:
+        raise BadInput("invalid_source", f"source must be one of {', '.join(CreditSource.values)}.")
+    amount = parse_amount(amount, advertiser.currency)
+    if kind == CreditKind.DISCOUNT:
+        if percent is None:
+            raise BadInput("invalid_percent", "A discount credit needs a percent.")
+        percent = _percent(percent)
+    elif percent is not None:
+        raise BadInput("invalid_percent", "Only a discount credit has a percent.")
+    if not isinstance(reason, str) or not reason.strip():
+        raise BadInput("invalid_reason", "A reason is required: it is shown to support staff and in the audit trail.")
+    valid_from = valid_from or timezone.now()
+    expires_at = expires_at or valid_from + timedelta(days=settings.CREDIT_DEFAULT_VALIDITY_DAYS)
+    if expires_at <= valid_from:
+        raise BadInput("invalid_validity", "expires_at must be after valid_from.")
+    objectives, product_source = _eligibility(eligible_objectives, eligible_product_source)
+    fields = dict(
+        kind=kind, source=source, amount=amount, percent=percent, valid_from=valid_from, expires_at=expires_at,
+        eligible_objectives=objectives, eligible_product_source=product_source,
+    )
+    with transaction.atomic():
+        adv = lock_advertisers([advertiser.pk])[advertiser.pk]
+        if idempotency_key:
+            prior = Credit.objects.filter(advertiser=adv, idempotency_key=idempotency_key).first()
+            if prior is not None:
+                if any(getattr(prior, k) != v for k, v in fields.items() if k not in ("valid_from", "expires_at")):
+                    raise Conflict(
+                        "idempotency_key_reused",
+                        f"idempotency_key {idempotency_key!r} was already used for another credit (#{prior.pk}).",
+                    )
+                return prior
+        if adv.status != AdvertiserStatus.ACTIVE:
+            raise BusinessError("account_not_active", f"Credit cannot be issued to a {adv.status} account.")
+        account = credit_account_open(adv)
+        credit = Credit.objects.create(
+            advertiser=adv, ledger_account=account, reason=reason.strip()[:500], granted_by=granted_by,
+            idempotency_key=idempotency_key or None, status=status, **fields,
+        )
+        acc = advertiser_accounts([adv.pk])[adv.pk]
+        p = Posting(kind=TxKind.CREDIT_ISSUE, currency=adv.currency, amount=amount, lines=[], advertiser_id=adv.pk,
+                    memo=f"{credit.get_kind_display()} #{credit.pk}: {credit.reason}")
+        p.move(debit=acc[Purpose.PROMOTION_EXPENSE], credit=account, amount=amount)
+        ledger_post(p)
+    return credit
+
+
+def credit_assign(*, credit: Credit, campaign_ids) -> Credit:
+    """Set the campaigns an assignable coupon pays for (R6). Only coupons can be assigned."""
+    from portal.models import Campaign
+
+    if credit.kind != CreditKind.ASSIGNABLE:
+        raise BusinessError(
+            "credit_not_assignable", "Only a coupon can be assigned; free and discount credit apply to every eligible campaign."
+        )
+    if not isinstance(campaign_ids, list):
+        raise BadInput("invalid_campaign_ids", "campaign_ids must be a list of campaign ids.")
+    try:
+        wanted = {int(str(c)) for c in campaign_ids}
+    except ValueError:
+        raise BadInput("invalid_campaign_ids", "campaign_ids must be a list of campaign ids.") from None
+    with transaction.atomic():
+        lock_advertisers([credit.advertiser_id])
+        campaigns = list(Campaign.objects.filter(advertiser_id=credit.advertiser_id, pk__in=wanted))
+        missing = wanted - {c.pk for c in campaigns}
+        if missing:
+            raise BadInput("unknown_campaign", f"Campaign {min(missing)} does not belong to this advertiser.")
+        if credit.status not in (CreditStatus.ACTIVE, CreditStatus.PENDING, CreditStatus.FROZEN):
+            raise BusinessError("credit_not_active", f"A {credit.get_status_display().lower()} coupon cannot be assigned.")
+        credit.campaigns.set(campaigns)
+    return credit
+
+
+def credit_transfer(*, credit=None, **_) -> None:
+    """R8: credit never moves to another advertiser or BC, and never becomes cash."""
+    raise BusinessError(
+        "credit_not_transferable",
+        "Ad credit cannot be transferred to another advertiser or Business Center, converted to cash, or refunded.",
+    )
+
+
+def credits_forfeit_postings(*, advertiser, accounts, reason: str, kind: str = TxKind.CREDIT_FORFEIT,
+                             status: str = CreditStatus.EXPIRED, credit_ids=None) -> list[Posting]:
+    """Close credits and return the postings that forfeit what is left of them.
+
+    The caller holds the advertiser lock and posts the returned postings in its transaction.
+    """
+    qs = Credit.objects.filter(advertiser=advertiser).exclude(
+        status__in=[CreditStatus.EXPIRED, CreditStatus.WITHDRAWN, CreditStatus.USED_UP]
+    )
+    if credit_ids is not None:
+        qs = qs.filter(pk__in=credit_ids)
+    credits = list(qs.select_related("ledger_account"))
+    postings = []
+    for c in credits:
+        left = c.ledger_account.balance
+        if left > 0:
+            p = Posting(kind=kind, currency=advertiser.currency, amount=left, lines=[], advertiser_id=advertiser.pk,
+                        memo=f"{c.get_kind_display()} #{c.pk}: {reason}")
+            p.move(debit=c.ledger_account, credit=accounts[Purpose.FORFEITURE], amount=left)
+            postings.append(p)
+    Credit.objects.filter(pk__in=[c.pk for c in credits]).update(status=status, ended_at=timezone.now())
+    return postings
+
+
+def credit_withdraw(*, credit: Credit, reason: str, by=None) -> Credit:
+    """Staff take back what is left of a credit (policy violation). Booked on the ledger."""
+    if not isinstance(reason, str) or not reason.strip():
+        raise BadInput("invalid_reason", "A reason is required to withdraw credit.")
+    with transaction.atomic():
+        adv = lock_advertisers([credit.advertiser_id])[credit.advertiser_id]
+        credit.refresh_from_db()
+        if credit.status in (CreditStatus.EXPIRED, CreditStatus.WITHDRAWN):
+            raise BusinessError("credit_not_active", f"This credit is already {credit.status}.")
+        acc = advertiser_accounts([adv.pk])[adv.pk]
+        ledger_post_many(
+            credits_forfeit_postings(
+                advertiser=adv, accounts=acc, reason=f"withdrawn: {reason.strip()}", kind=TxKind.CREDIT_WITHDRAW,
+                status=CreditStatus.WITHDRAWN, credit_ids=[credit.pk],
+            )
+        )
+        credit.refresh_from_db()
+    return credit

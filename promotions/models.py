@@ -1,0 +1,91 @@
+"""Promotional credit (SPEC R5–R8). A credit's remaining amount is its own ledger account's balance."""
+
+from datetime import datetime
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class CreditKind(models.TextChoices):
+    FREE = "free", "Free credit"  # account level, every eligible campaign (R6)
+    ASSIGNABLE = "assignable", "Coupon"  # only campaigns an admin assigned it to (R6)
+    DISCOUNT = "discount", "Discount"  # P% of each charge up to a cap (R7)
+
+
+class CreditSource(models.TextChoices):
+    LADDER = "ladder", "Ladder reward"
+    DISCOUNT = "discount", "Discount offer"
+    MANAGED = "managed", "Granted by TikTok"
+    PROMO_CODE = "promo_code", "Promo code"
+    SHOP = "shop", "TikTok Shop program"
+
+
+class CreditStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    ACTIVE = "active", "Active"
+    FROZEN = "frozen", "Frozen"
+    USED_UP = "used_up", "Used up"
+    EXPIRED = "expired", "Expired"
+    WITHDRAWN = "withdrawn", "Withdrawn"
+
+
+class Credit(models.Model):
+    advertiser = models.ForeignKey("portal.Advertiser", on_delete=models.PROTECT, related_name="credits")
+    kind = models.CharField(max_length=16, choices=CreditKind.choices)
+    source = models.CharField(max_length=16, choices=CreditSource.choices, default=CreditSource.MANAGED)
+    amount = models.DecimalField(max_digits=20, decimal_places=4)  # original amount; a discount's cap
+    percent = models.DecimalField(max_digits=5, decimal_places=2, null=True, blank=True)
+    valid_from = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    eligible_objectives = models.JSONField(default=list, blank=True)  # empty: all objectives
+    eligible_product_source = models.CharField(max_length=16, blank=True, default="")  # empty: all
+    status = models.CharField(max_length=16, choices=CreditStatus.choices, default=CreditStatus.ACTIVE)
+    ledger_account = models.OneToOneField(
+        "billing.LedgerAccount", on_delete=models.PROTECT, related_name="credit"
+    )
+    campaigns = models.ManyToManyField("portal.Campaign", blank=True, related_name="coupons")
+    reason = models.CharField(max_length=500, blank=True, default="")
+    granted_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    idempotency_key = models.CharField(max_length=100, null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="credit_amount_gt_0"),
+            models.CheckConstraint(condition=Q(expires_at__gt=models.F("valid_from")), name="credit_expires_after_start"),
+            models.CheckConstraint(
+                condition=(Q(kind="discount") & Q(percent__gt=0) & Q(percent__lte=100))
+                | (~Q(kind="discount") & Q(percent__isnull=True)),
+                name="credit_percent_only_for_discount",
+            ),
+            models.UniqueConstraint(
+                fields=["advertiser", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="credit_idempotency_key_unique",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["advertiser", "status", "expires_at"], name="credit_adv_status_exp"),
+            models.Index(fields=["status", "expires_at"], name="credit_status_exp"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} #{self.pk}"
+
+    @property
+    def remaining(self):
+        return self.ledger_account.balance
+
+    def is_valid_at(self, t: datetime) -> bool:
+        """R9: a credit pays only for spend that occurred inside [valid_from, expires_at)."""
+        return self.valid_from <= t < self.expires_at
+
+    def is_eligible_for(self, *, objective: str, product_source: str) -> bool:
+        if self.eligible_objectives and objective not in self.eligible_objectives:
+            return False
+        if self.eligible_product_source and product_source != self.eligible_product_source:
+            return False
+        return True

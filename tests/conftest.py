@@ -1,0 +1,39 @@
+import itertools
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from tests.factories import AdvertiserFactory, CampaignFactory
+
+_events = itertools.count(1)
+
+
+@pytest.fixture
+def advertiser(db):
+    return AdvertiserFactory()
+
+
+@pytest.fixture
+def campaign(advertiser):
+    return CampaignFactory(advertiser=advertiser)
+
+
+@pytest.fixture
+def spend_event():
+    """Build a raw spend event dict, as the API receives it."""
+
+    def make(campaign, amount="10.00", *, occurred_at=None, event_id=None, kind=None, currency=None):
+        ev = {
+            "event_id": event_id or f"ev-{next(_events)}",
+            "advertiser_id": str(campaign.advertiser_id),
+            "campaign_id": str(campaign.pk),
+            "amount": amount,
+            "currency": currency or campaign.advertiser.currency,
+            "occurred_at": (occurred_at or timezone.now() - timedelta(minutes=1)).isoformat(),
+        }
+        if kind:
+            ev["kind"] = kind
+        return ev
+
+    return make
