@@ -63,11 +63,6 @@ def advertiser_create(
         raise BadInput("invalid_billing_method", f"billing_method must be one of {', '.join(BillingMethod.values)}.")
     if signup_source not in SignupSource.values:
         raise BadInput("invalid_signup_source", f"signup_source must be one of {', '.join(SignupSource.values)}.")
-    if billing_method == BillingMethod.MONTHLY_INVOICE:
-        raise BadInput(
-            "invoicing_not_eligible",
-            "A new account starts on manual or automatic payment; staff mark it eligible for invoicing later.",
-        )
     with transaction.atomic():
         adv = Advertiser.objects.create(
             name=_text(name, "name"),
@@ -78,6 +73,8 @@ def advertiser_create(
             registered_at=registered_at or timezone.now(),
             signup_source=signup_source,
             shop_id=shop_id or "",
+            # Only staff create advertisers; creating one on invoicing is marking it eligible (R28).
+            invoicing_eligible=billing_method == BillingMethod.MONTHLY_INVOICE,
         )
         accounts_open_for_advertiser(adv)
     return adv
