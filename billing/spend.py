@@ -199,6 +199,7 @@ def spend_record_batch(*, events) -> list[SpendResult]:
     """Validate, allocate and book a batch of spend events (raw dicts from any door)."""
     from portal.models import BillingMethod, Campaign, CampaignStatus
     from promotions.models import Credit, CreditStatus
+    from promotions.programs import enrollments_record_spend
 
     items = spend_validate(events)
     with transaction.atomic():
@@ -274,6 +275,13 @@ def spend_record_batch(*, events) -> list[SpendResult]:
                         transaction=p.transaction,
                     )
                     for it, p in zip(fresh, postings)
+                ]
+            )
+            enrollments_record_spend(
+                charges=[
+                    (it.advertiser_id, it.campaign, it.occurred_at, allocations[it.event_id])
+                    for it in fresh
+                    if it.kind == SpendKind.AD_SPEND
                 ]
             )
             spent = [pk for pk, c in credit_objects.items() if c.ledger_account.balance == 0]

@@ -89,3 +89,94 @@ class Credit(models.Model):
         if self.eligible_product_source and product_source != self.eligible_product_source:
             return False
         return True
+
+
+class ProgramKind(models.TextChoices):
+    NEW_ADVERTISER = "new_advertiser", "New-advertiser incentive"
+    SHOP = "shop", "TikTok Shop program"
+
+
+class Program(models.Model):
+    """A ladder credit program, "Spend X, Get Y" (SPEC R16, R19, R20)."""
+
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=16, choices=ProgramKind.choices)
+    currency = models.CharField(max_length=3, default="USD")  # of its thresholds and rewards
+    window_days = models.PositiveIntegerField()
+    reward_kind = models.CharField(max_length=16, choices=[("free", "Free credit"), ("assignable", "Coupon")])
+    reward_validity_days = models.PositiveIntegerField(default=90)
+    eligible_objectives = models.JSONField(default=list, blank=True)
+    eligible_product_source = models.CharField(max_length=16, blank=True, default="")
+    # R19: who may enroll in a new-advertiser incentive
+    registration_days = models.PositiveIntegerField(default=60)
+    prior_spend_days = models.PositiveIntegerField(default=90)
+    # R19: enrolling by promo code
+    code = models.CharField(max_length=64, null=True, blank=True)
+    code_activation_days = models.PositiveIntegerField(default=14)
+    max_redemptions = models.PositiveIntegerField(null=True, blank=True)
+    redemptions = models.PositiveIntegerField(default=0)
+    ends_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(models.functions.Upper("code"), name="program_code_unique_ci"),
+            models.CheckConstraint(
+                condition=Q(max_redemptions__isnull=True) | Q(redemptions__lte=models.F("max_redemptions")),
+                name="program_redemptions_within_limit",
+            ),
+            models.CheckConstraint(condition=Q(window_days__gt=0), name="program_window_days_gt_0"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Tier(models.Model):
+    program = models.ForeignKey(Program, on_delete=models.CASCADE, related_name="tiers")
+    threshold = models.DecimalField(max_digits=20, decimal_places=4)
+    reward = models.DecimalField(max_digits=20, decimal_places=4)
+    immediate = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["threshold"]
+        constraints = [
+            models.UniqueConstraint(fields=["program", "threshold"], name="tier_threshold_unique"),
+            models.CheckConstraint(condition=Q(threshold__gt=0) & Q(reward__gt=0), name="tier_amounts_gt_0"),
+        ]
+
+
+class EnrollmentStatus(models.TextChoices):
+    OPEN = "open", "Earning"
+    AWARDED = "awarded", "Reward issued"
+    WITHHELD = "withheld", "Reward withheld"
+    CLOSED = "closed", "Closed — no tier reached"
+
+
+class Enrollment(models.Model):
+    advertiser = models.ForeignKey("portal.Advertiser", on_delete=models.PROTECT, related_name="enrollments")
+    program = models.ForeignKey(Program, on_delete=models.PROTECT, related_name="enrollments")
+    business_center = models.ForeignKey("portal.BusinessCenter", null=True, blank=True, on_delete=models.PROTECT)
+    shop_id = models.CharField(max_length=64, blank=True, default="")  # R20: the shop registered at enrollment
+    window_start = models.DateTimeField()
+    window_end = models.DateTimeField()
+    status = models.CharField(max_length=16, choices=EnrollmentStatus.choices, default=EnrollmentStatus.OPEN)
+    qualifying_spend = models.DecimalField(max_digits=20, decimal_places=4, default=0)
+    reached_tier = models.ForeignKey(Tier, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    credit = models.OneToOneField(Credit, null=True, blank=True, on_delete=models.PROTECT, related_name="enrollment")
+    via_code = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["advertiser", "program"], name="enrollment_one_per_advertiser"),
+            models.UniqueConstraint(
+                fields=["business_center", "program"],
+                condition=Q(business_center__isnull=False),
+                name="enrollment_one_per_bc",
+            ),
+            models.CheckConstraint(condition=Q(qualifying_spend__gte=0), name="enrollment_spend_gte_0"),
+            models.CheckConstraint(condition=Q(window_end__gt=models.F("window_start")), name="enrollment_window"),
+        ]
+        indexes = [models.Index(fields=["status", "window_end"], name="enrollment_status_end")]
