@@ -119,7 +119,9 @@ STORAGES = {
 }
 MEDIA_ROOT = env.path("MEDIA_ROOT", default=str(VAR_DIR / "media"))
 
-EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+MAILERS = {
+    "default": {"BACKEND": env.str("MAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")},
+}
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="billing@adcredit.example")
 
 # Celery: kombu's filesystem transport needs no server; Redis through CELERY_BROKER_URL.
