@@ -174,3 +174,27 @@ class ApiToken(models.Model):
         raw = "act_" + secrets.token_urlsafe(32)
         token = cls.objects.create(user=user, key_hash=hash_token(raw), prefix=raw[:12], label=label)
         return token, raw
+
+
+class Notification(models.Model):
+    """Something that touched an advertiser's money (SPEC R36): emailed once, listed in the portal.
+
+    `key` names the event ("credit-expired:42") and is unique, so a job that runs twice, or two
+    sweeps at once, notify once.
+    """
+
+    advertiser = models.ForeignKey(Advertiser, on_delete=models.CASCADE, related_name="notifications")
+    kind = models.CharField(max_length=32)
+    key = models.CharField(max_length=120, unique=True)
+    subject = models.CharField(max_length=200)
+    body = models.TextField()
+    link = models.CharField(max_length=200, blank=True, default="")
+    created_at = models.DateTimeField(default=now)
+    emailed_at = models.DateTimeField(null=True, blank=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["advertiser", "-created_at"], name="notification_adv_created")]
+
+    def __str__(self) -> str:
+        return self.subject

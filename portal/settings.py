@@ -123,6 +123,7 @@ MAILERS = {
     "default": {"BACKEND": env.str("MAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")},
 }
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="billing@adcredit.example")
+SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000")
 
 # Celery: kombu's filesystem transport needs no server; Redis through CELERY_BROKER_URL.
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")

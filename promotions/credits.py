@@ -13,6 +13,7 @@ from billing.money import parse_amount
 from portal.errors import BadInput, BusinessError, Conflict
 from portal.models import AdvertiserStatus, Objective, ProductSource
 from promotions.models import Credit, CreditKind, CreditSource, CreditStatus
+from promotions.notify import notify_credit_issued
 
 
 def _percent(value) -> Decimal:
@@ -104,6 +105,8 @@ def credit_grant(
                     memo=f"{credit.get_kind_display()} #{credit.pk}: {credit.reason}")
         p.move(debit=acc[Purpose.PROMOTION_EXPENSE], credit=account, amount=amount)
         ledger_post(p)
+        credit.advertiser = adv
+        notify_credit_issued(credit)
     return credit
 
 

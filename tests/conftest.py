@@ -9,6 +9,15 @@ from tests.factories import AdvertiserFactory, CampaignFactory
 _events = itertools.count(1)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def celery_eager():
+    """Tasks run in-process: a queued email or job runs right after its transaction commits."""
+    from portal.celery import app
+
+    app.conf.task_always_eager = True
+    app.conf.task_eager_propagates = True
+
+
 @pytest.fixture
 def advertiser(db):
     return AdvertiserFactory()
