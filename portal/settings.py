@@ -119,9 +119,24 @@ STORAGES = {
 }
 MEDIA_ROOT = env.path("MEDIA_ROOT", default=str(VAR_DIR / "media"))
 
+# Production sends through SMTP (check --deploy refuses the console backend there).
+_SMTP_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
 MAILERS = {
-    "default": {"BACKEND": env.str("MAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")},
+    "default": {
+        "BACKEND": env.str(
+            "MAIL_BACKEND",
+            default=_SMTP_BACKEND if PRODUCTION else "django.core.mail.backends.console.EmailBackend",
+        )
+    },
 }
+if MAILERS["default"]["BACKEND"] == _SMTP_BACKEND:
+    MAILERS["default"]["OPTIONS"] = {
+        "host": env.str("MAIL_HOST", default="localhost"),
+        "port": env.int("MAIL_PORT", default=None),
+        "username": env.str("MAIL_USER", default=None),
+        "password": env.str("MAIL_PASSWORD", default=None),
+        "use_tls": env.bool("MAIL_USE_TLS", default=False),
+    }
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="billing@adcredit.example")
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000")
 
