@@ -19,6 +19,7 @@ MINOR_UNITS: dict[str, int] = {
 }
 
 ZERO = Decimal(0)
+FLOAT_EXACT_DIGITS = 15  # DBL_DIG: any decimal of up to 15 significant digits survives a double
 
 
 def check_currency(currency: str) -> str:
@@ -34,14 +35,23 @@ def quantum(currency: str) -> Decimal:
 def parse_amount(value, currency: str, *, field: str = "amount", allow_zero: bool = False) -> Decimal:
     """Parse a user-supplied amount exactly, or raise BadInput naming the problem.
 
-    Accepts a decimal string ("12.50") or an integer; refuses floats (inexact), more places than
-    the currency allows, zero (unless `allow_zero`), negatives, NaN and infinity.
+    Accepts a decimal string ("12.50") or an integer. A float (a JSON number) is read through its
+    shortest decimal representation, and only when that representation has at most 15 significant
+    digits — the most a double keeps exactly — so the amount recorded is the one the client wrote
+    (decision 0004). Refuses more places than the currency allows, zero (unless `allow_zero`),
+    negatives, NaN and infinity.
     """
     check_currency(currency)
     if isinstance(value, bool) or value is None:
         raise BadInput("invalid_amount", f"{field} must be a decimal string such as \"12.50\".")
     if isinstance(value, float):
         value = repr(value)
+        exact = Decimal(value)
+        if exact.is_finite() and len(exact.normalize().as_tuple().digits) > FLOAT_EXACT_DIGITS:
+            raise BadInput(
+                "invalid_amount",
+                f"{field} {value} has more digits than a JSON number holds exactly: send it as a decimal string.",
+            )
     try:
         amount = Decimal(str(value).strip())
     except (InvalidOperation, ValueError):
