@@ -180,14 +180,15 @@ class Notification(models.Model):
     """Something that touched an advertiser's money (SPEC R36): emailed once, listed in the portal.
 
     `key` names the event ("credit-expired:42") and is unique, so a job that runs twice, or two
-    sweeps at once, notify once.
+    sweeps at once, notify once. The body is rendered from `templates/emails/<kind>.txt` with
+    `context` when it is sent or shown, so a sweep only inserts rows.
     """
 
     advertiser = models.ForeignKey(Advertiser, on_delete=models.CASCADE, related_name="notifications")
     kind = models.CharField(max_length=32)
     key = models.CharField(max_length=120, unique=True)
     subject = models.CharField(max_length=200)
-    body = models.TextField()
+    context = models.JSONField(default=dict)
     link = models.CharField(max_length=200, blank=True, default="")
     created_at = models.DateTimeField(default=now)
     emailed_at = models.DateTimeField(null=True, blank=True)

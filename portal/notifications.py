@@ -1,23 +1,22 @@
 """Notifications (SPEC R36): one record per event, emailed once after the transaction commits.
 
-`notify` is called inside the transaction that made the change. The Notification row's unique
-`key` makes it exactly-once however often a job runs; the email is queued with
-`transaction.on_commit`, so a rolled-back change never sends mail.
+`notify_many` is called inside the transaction that made the change: it inserts the rows in one
+statement and queues one task to email them with `transaction.on_commit`, so a rolled-back change
+never sends mail. The unique `key` makes each event exactly-once; `notification_send_email`
+claims a row with a guarded UPDATE, so a retried task never sends twice.
 """
 
-import logging
+from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import EmailMultiAlternatives
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Q
 from django.template.loader import render_to_string
 from django.utils import timezone
 
 from portal.models import Notification, Role
-
-log = logging.getLogger(__name__)
 
 SUBJECTS = {
     "credit_issued": "You received {amount} in ad credit",
@@ -26,26 +25,53 @@ SUBJECTS = {
 }
 
 
-def notify(*, advertiser, kind: str, key: str, context: dict, link: str = "") -> Notification | None:
-    """Record a notification and queue its email; returns None if `key` was already notified."""
-    context = {**context, "advertiser": advertiser, "site_url": settings.SITE_URL}
-    subject = SUBJECTS[kind].format(**context)
-    body = render_to_string(f"emails/{kind}.txt", context)
-    try:
-        with transaction.atomic():
-            note = Notification.objects.create(
-                advertiser=advertiser, kind=kind, key=key, subject=subject, body=body, link=link
+@dataclass
+class Draft:
+    advertiser: object
+    kind: str
+    key: str
+    context: dict = field(default_factory=dict)  # JSON-serialisable
+    link: str = ""
+
+
+def notify_many(drafts: list[Draft], *, skip_existing: bool = False) -> list[int]:
+    """Insert notifications and queue their emails; returns their ids.
+
+    With `skip_existing`, a key already notified (say by a concurrent run) is skipped instead of
+    failing the transaction; sending is claimed per row, so nothing is emailed twice.
+    """
+    if not drafts:
+        return []
+    notes = Notification.objects.bulk_create(
+        [
+            Notification(
+                advertiser=d.advertiser,
+                kind=d.kind,
+                key=d.key,
+                subject=SUBJECTS[d.kind].format(**d.context)[:200],
+                context=d.context,
+                link=d.link,
             )
-    except IntegrityError:
-        return None
-    transaction.on_commit(lambda: _queue(note.pk))
-    return note
+            for d in drafts
+        ],
+        ignore_conflicts=skip_existing,
+    )
+    if skip_existing:
+        ids = list(Notification.objects.filter(key__in=[d.key for d in drafts]).values_list("pk", flat=True))
+    else:
+        ids = [n.pk for n in notes]
+    transaction.on_commit(lambda: _queue(ids))
+    return ids
 
 
-def _queue(notification_id: int) -> None:
-    from portal.tasks import send_notification
+def _queue(ids: list[int]) -> None:
+    from portal.tasks import send_notifications
 
-    send_notification.delay(notification_id)
+    send_notifications.delay(ids)
+
+
+def render_body(note: Notification) -> str:
+    return render_to_string(f"emails/{note.kind}.txt", {**note.context, "advertiser": note.advertiser})
 
 
 def recipients(advertiser) -> list[str]:
@@ -58,8 +84,6 @@ def recipients(advertiser) -> list[str]:
 
 
 def notification_send_email(*, notification_id: int) -> bool:
-    """Send a notification's email once. Claimed with a guarded UPDATE so a retried task or two
-    workers never send it twice."""
     claimed = Notification.objects.filter(pk=notification_id, emailed_at__isnull=True).update(emailed_at=timezone.now())
     if not claimed:
         return False
@@ -67,10 +91,11 @@ def notification_send_email(*, notification_id: int) -> bool:
     to = recipients(note.advertiser)
     if not to:
         return False
+    body = render_body(note)
     html = render_to_string(
-        "emails/base.html", {"subject": note.subject, "body": note.body, "link": note.link, "site_url": settings.SITE_URL}
+        "emails/base.html", {"subject": note.subject, "body": body, "link": note.link, "site_url": settings.SITE_URL}
     )
-    message = EmailMultiAlternatives(note.subject, note.body, settings.DEFAULT_FROM_EMAIL, to)
+    message = EmailMultiAlternatives(note.subject, body, settings.DEFAULT_FROM_EMAIL, to)
     message.attach_alternative(html, "text/html")
     message.send()
     return True

@@ -154,7 +154,15 @@ CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
-CELERY_BEAT_SCHEDULE = {}
+# Periodic jobs (SPEC R33). `expires` drops a run that could not start before the next one.
+CELERY_BEAT_SCHEDULE = {
+    "close-ladder-windows": {"task": "portal.tasks.run_job", "schedule": 300.0, "args": ["close_ladder_windows"],
+                             "options": {"expires": 290}},
+    "expire-credits": {"task": "portal.tasks.run_job", "schedule": 300.0, "args": ["expire_credits"],
+                       "options": {"expires": 290}},
+    "remind-expiring": {"task": "portal.tasks.run_job", "schedule": 3600.0, "args": ["remind_expiring"],
+                        "options": {"expires": 3500}},
+}
 if env.bool("DEMO_SIMULATOR", default=False):
     CELERY_BEAT_SCHEDULE["simulate-delivery"] = {
         "task": "billing.tasks.simulate_delivery",

@@ -1,12 +1,12 @@
 """The credit part of the notifications (SPEC R36): issued, expiring soon, expired."""
 
 from billing.money import fmt
-from portal.notifications import notify
+from portal.notifications import Draft, notify_many
 from promotions.models import Credit
 
 
-def money(credit: Credit, amount) -> str:
-    return f"{credit.advertiser.currency} {fmt(amount, credit.advertiser.currency)}"
+def money(currency: str, amount) -> str:
+    return f"{currency} {fmt(amount, currency)}"
 
 
 def eligibility_text(credit: Credit) -> str:
@@ -18,34 +18,47 @@ def eligibility_text(credit: Credit) -> str:
     return "; ".join(parts)
 
 
+def _local(credit: Credit, t, pattern="%b %-d, %Y %H:%M") -> str:
+    return t.astimezone(credit.advertiser.tz).strftime(pattern)
+
+
 def _context(credit: Credit, amount) -> dict:
-    kind_label = "Discount" if credit.kind == "discount" else credit.get_kind_display()
     return {
-        "amount": money(credit, amount),
-        "kind_label": kind_label,
+        "amount": money(credit.advertiser.currency, amount),
+        "kind_label": "discount" if credit.kind == "discount" else credit.get_kind_display().lower(),
         "credit_id": credit.pk,
-        "valid_from": credit.valid_from,
-        "expires_at": credit.expires_at,
-        "date": credit.expires_at.astimezone(credit.advertiser.tz).strftime("%b %-d, %Y"),
+        "valid_from": _local(credit, credit.valid_from),
+        "expires_at": _local(credit, credit.expires_at),
+        "date": _local(credit, credit.expires_at, "%b %-d, %Y"),
+        "timezone": credit.advertiser.timezone,
         "eligible": eligibility_text(credit),
         "is_coupon": credit.kind == "assignable",
     }
 
 
-def promotions_link(credit: Credit) -> str:
-    return f"/a/{credit.advertiser_id}/payments/credits/"
+def promotions_link(advertiser_id: int) -> str:
+    return f"/a/{advertiser_id}/payments/credits/"
 
 
 def notify_credit_issued(credit: Credit) -> None:
-    notify(advertiser=credit.advertiser, kind="credit_issued", key=f"credit-issued:{credit.pk}",
-           context=_context(credit, credit.amount), link=promotions_link(credit))
+    notify_many([Draft(credit.advertiser, "credit_issued", f"credit-issued:{credit.pk}",
+                       _context(credit, credit.amount), promotions_link(credit.advertiser_id))])
 
 
-def notify_credit_expiring(credit: Credit, remaining) -> bool:
-    return notify(advertiser=credit.advertiser, kind="credit_expiring", key=f"credit-expiring:{credit.pk}",
-                  context=_context(credit, remaining), link=promotions_link(credit)) is not None
+def credit_expiring_draft(credit: Credit, remaining) -> Draft:
+    return Draft(credit.advertiser, "credit_expiring", f"credit-expiring:{credit.pk}",
+                 _context(credit, remaining), promotions_link(credit.advertiser_id))
 
 
-def notify_credit_expired(credit: Credit, forfeited) -> None:
-    notify(advertiser=credit.advertiser, kind="credit_expired", key=f"credit-expired:{credit.pk}",
-           context=_context(credit, forfeited), link=promotions_link(credit))
+def credits_expired_draft(advertiser, expired: list[tuple[Credit, object]]) -> Draft:
+    """One email per advertiser per sweep chunk, listing each credit and what it forfeited."""
+    total = sum((amount for _, amount in expired), 0)
+    lines = [
+        {"credit_id": c.pk, "kind_label": _context(c, a)["kind_label"], "amount": money(advertiser.currency, a),
+         "date": _local(c, c.expires_at, "%b %-d, %Y")}
+        for c, a in expired
+    ]
+    ids = ",".join(str(c.pk) for c, _ in expired)
+    key = f"credit-expired:{ids}" if len(ids) <= 100 else f"credit-expired:{expired[0][0].pk}..{expired[-1][0].pk}:{len(expired)}"
+    return Draft(advertiser, "credit_expired", key,
+                 {"amount": money(advertiser.currency, total), "credits": lines}, promotions_link(advertiser.pk))

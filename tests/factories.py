@@ -19,7 +19,7 @@ class UserFactory(factory.django.DjangoModelFactory):
 
     username = factory.Sequence(lambda n: f"user{n}")
     email = factory.LazyAttribute(lambda o: f"{o.username}@example.com")
-    password = factory.PostGenerationMethodCall("set_password", "pw-correct-horse-42")
+    password = factory.django.Password("pw-correct-horse-42")
 
 
 class BusinessCenterFactory(factory.Factory):
