@@ -22,6 +22,7 @@ class Purpose(models.TextChoices):
     ARREARS = "arrears", "Arrears"  # spend not covered by cash, owed by the advertiser
     ACCRUED = "accrued", "Accrued spend"  # automatic payment: the current bill
     CREDIT_LINE = "credit_line", "Credit line used"  # monthly invoicing
+    BILLED = "billed", "Bills outstanding"  # automatic payment: billed, not yet paid
     SETTLEMENT = "settlement", "Payments received"  # money in from the gateway, net of refunds
     # Platform side, kept per advertiser to avoid a hot row
     REVENUE = "revenue", "Ad revenue"
@@ -40,6 +41,7 @@ NORMAL_SIDE = {
     Purpose.ARREARS: DEBIT,
     Purpose.ACCRUED: DEBIT,
     Purpose.CREDIT_LINE: DEBIT,
+    Purpose.BILLED: DEBIT,
     Purpose.SETTLEMENT: DEBIT,
     Purpose.REVENUE: CREDIT,
     Purpose.FEE_REVENUE: CREDIT,
@@ -51,7 +53,7 @@ NORMAL_SIDE = {
 }
 
 ADVERTISER_PURPOSES = [
-    Purpose.CASH, Purpose.ARREARS, Purpose.ACCRUED, Purpose.CREDIT_LINE, Purpose.SETTLEMENT,
+    Purpose.CASH, Purpose.ARREARS, Purpose.ACCRUED, Purpose.CREDIT_LINE, Purpose.BILLED, Purpose.SETTLEMENT,
     Purpose.REVENUE, Purpose.FEE_REVENUE, Purpose.PROMOTION_EXPENSE, Purpose.FORFEITURE,
 ]
 BC_PURPOSES = [Purpose.BC_CASH, Purpose.BC_SETTLEMENT]
@@ -186,3 +188,111 @@ class SpendEvent(models.Model):
     class Meta:
         constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="spend_amount_gt_0")]
         indexes = [models.Index(fields=["advertiser", "occurred_at"], name="spend_adv_occurred")]
+
+
+class PaymentMethod(models.Model):
+    """The card on file (R24, R29). Only the gateway's token, the last 4 digits and the expiry
+    are kept — never the card number."""
+
+    advertiser = models.OneToOneField("portal.Advertiser", on_delete=models.CASCADE, related_name="payment_method")
+    token = models.CharField(max_length=64)
+    last4 = models.CharField(max_length=4)
+    expiry = models.CharField(max_length=5)  # MM/YY
+    status = models.CharField(max_length=16, default="valid")
+    created_at = models.DateTimeField(default=timezone.now)
+
+
+class BillKind(models.TextChoices):
+    THRESHOLD = "threshold", "Threshold bill"
+    BILL_DATE = "bill_date", "Bill date"
+    SWITCH = "switch", "Billing method change"
+    MONTHLY_INVOICE = "monthly_invoice", "Monthly invoice"
+
+
+class BillStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    PAID = "paid", "Paid"
+    FAILED = "failed", "Payment failed"
+    OVERDUE = "overdue", "Overdue"
+
+
+class Bill(models.Model):
+    """A bill of an automatic-payment account, or a monthly invoice (R24–R27).
+
+    The gateway idempotency key is derived from the bill (`charge_key`), so retries and crashes
+    never charge one bill twice (R26).
+    """
+
+    advertiser = models.ForeignKey("portal.Advertiser", on_delete=models.PROTECT, related_name="bills")
+    kind = models.CharField(max_length=16, choices=BillKind.choices)
+    number = models.CharField(max_length=32, null=True, blank=True, unique=True)
+    amount = models.DecimalField(max_digits=20, decimal_places=4)
+    currency = models.CharField(max_length=3)
+    # For an invoice: how much of `amount` was funded by the credit line, the rest was arrears.
+    line_amount = models.DecimalField(max_digits=20, decimal_places=4, default=0)
+    credits_applied = models.DecimalField(max_digits=20, decimal_places=4, default=0)
+    gross_spend = models.DecimalField(max_digits=20, decimal_places=4, default=0)
+    status = models.CharField(max_length=16, choices=BillStatus.choices, default=BillStatus.OPEN)
+    attempts = models.PositiveIntegerField(default=0)
+    issued_at = models.DateTimeField(default=timezone.now)
+    due_at = models.DateTimeField(null=True, blank=True)
+    paid_at = models.DateTimeField(null=True, blank=True)
+    period_start = models.DateTimeField(null=True, blank=True)
+    period_end = models.DateTimeField(null=True, blank=True)
+    next_retry_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=300, blank=True, default="")
+    gateway_reference = models.CharField(max_length=64, blank=True, default="")
+    card_last4 = models.CharField(max_length=4, blank=True, default="")
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="bill_amount_gt_0"),
+            models.UniqueConstraint(
+                fields=["advertiser", "kind", "period_end"],
+                condition=Q(kind__in=["bill_date", "monthly_invoice"]),
+                name="bill_one_per_period",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["advertiser", "-issued_at"], name="bill_adv_issued"),
+            models.Index(fields=["status", "next_retry_at"], name="bill_status_retry"),
+        ]
+
+    @property
+    def charge_key(self) -> str:
+        return f"bill-{self.pk}"
+
+    @property
+    def is_invoice(self) -> bool:
+        return self.kind == BillKind.MONTHLY_INVOICE
+
+
+class InvoiceCounter(models.Model):
+    """Gapless invoice numbers per issuer (R27): the row is locked while an invoice takes a number,
+    in the same transaction, so a rollback gives the number back."""
+
+    issuer = models.CharField(max_length=16, primary_key=True)
+    last_number = models.PositiveIntegerField(default=0)
+
+
+class ThresholdChange(models.Model):
+    """Every change of an account's billing threshold (R25: at most 3 per calendar month)."""
+
+    advertiser = models.ForeignKey("portal.Advertiser", on_delete=models.CASCADE, related_name="threshold_changes")
+    old = models.DecimalField(max_digits=20, decimal_places=4, null=True)
+    new = models.DecimalField(max_digits=20, decimal_places=4)
+    reason = models.CharField(max_length=200)
+    created_at = models.DateTimeField(default=timezone.now)
+
+
+class GatewayCharge(models.Model):
+    """The sandbox gateway's own record of what it charged, by idempotency key — as a real gateway
+    remembers keys, so a retry after a crash gets the first answer instead of a second charge."""
+
+    idempotency_key = models.CharField(max_length=100, unique=True)
+    amount = models.DecimalField(max_digits=20, decimal_places=4)
+    currency = models.CharField(max_length=3)
+    card = models.CharField(max_length=64)  # token or last 4, never a card number
+    status = models.CharField(max_length=16)
+    reference = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)

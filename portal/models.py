@@ -72,6 +72,9 @@ class Advertiser(models.Model):
     bill_cycle = models.CharField(max_length=8, default="monthly", choices=[("weekly", "Weekly"), ("monthly", "Monthly")])
     credit_line_limit = models.DecimalField(max_digits=20, decimal_places=4, default=0)
     invoicing_eligible = models.BooleanField(default=False)
+    next_bill_at = models.DateTimeField(null=True, blank=True)  # automatic: the next bill date (R24)
+    failed_payments = models.PositiveIntegerField(default=0)  # consecutive, reset by a payment (R26)
+    successful_payments = models.PositiveIntegerField(default=0)  # since the last threshold change (R25)
     created_at = models.DateTimeField(default=now)
 
     class Meta:
