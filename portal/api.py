@@ -1,3 +1,235 @@
-from ninja import NinjaAPI
+"""The portal JSON API `/api/v1/` (API.md): setup, error shape, and the accounts endpoints.
 
-api = NinjaAPI(title="Ad Credit & Billing Portal API", version="1", urls_namespace="api")
+Endpoints are thin: parse, check permission (`portal.permissions`), call one service, render.
+Every refusal has the shape `{"error": {"code": "<snake_case>", "message": "<sentence>"}}`, with
+the HTTP status of API.md: 400 bad input, 401 no/invalid token, 403 role does not allow it,
+404 unknown or not yours, 409 conflict, 422 a business rule refused it.
+"""
+
+import json
+
+from django.http import Http404
+from ninja import NinjaAPI, Router, Status
+from ninja.errors import AuthenticationError, HttpError, ValidationError
+
+from portal.api_auth import require_staff, token_auth
+from portal.api_schemas import (
+    AdvertiserIn,
+    AdvertiserOut,
+    BCMemberIn,
+    BCMemberOut,
+    BusinessCenterIn,
+    BusinessCenterOut,
+    CampaignIn,
+    CampaignOut,
+    ERRORS,
+    ErrorOut,
+    MemberIn,
+    MemberOut,
+    advertiser_json,
+    campaign_json,
+)
+from portal.errors import BadInput, BusinessError
+from portal.models import BusinessCenter
+from portal.permissions import advertiser_for, business_center_for
+from portal.services import (
+    advertiser_create,
+    bc_member_add,
+    business_center_create,
+    campaign_create,
+    member_add,
+)
+
+api = NinjaAPI(
+    title="Ad Credit & Billing Portal API",
+    version="1",
+    description=(
+        "Portal JSON API (API.md). Authenticate with the `Access-Token` header or "
+        "`Authorization: Bearer <token>`. Amounts are decimal strings, timestamps ISO 8601 with "
+        "offset, ids strings. Errors: `{\"error\": {\"code\", \"message\"}}`."
+    ),
+    urls_namespace="api",
+    auth=token_auth,
+)
+
+
+# --- errors ------------------------------------------------------------------------------------
+
+STATUS_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+                409: "conflict", 422: "unprocessable", 429: "too_many_requests"}
+
+
+def error_response(request, status: int, code: str, message: str, **extra):
+    return api.create_response(request, {"error": {"code": code, "message": message, **extra}}, status=status)
+
+
+@api.exception_handler(BusinessError)
+def _business_error(request, exc: BusinessError):
+    return error_response(request, exc.status, exc.code, exc.message, **exc.details)
+
+
+@api.exception_handler(AuthenticationError)
+def _unauthorized(request, exc):
+    return error_response(
+        request, 401, "unauthorized",
+        "A valid API token is required: send it in the Access-Token header or as Authorization: Bearer <token>.",
+    )
+
+
+@api.exception_handler(HttpError)
+def _http_error(request, exc: HttpError):
+    if exc.status_code == 400 and str(exc).startswith("Cannot parse request body"):
+        return error_response(request, 400, "malformed_json", "The request body is not valid JSON.")
+    return error_response(request, exc.status_code, STATUS_CODES.get(exc.status_code, "error"), str(exc))
+
+
+@api.exception_handler(Http404)
+def _not_found(request, exc):
+    return error_response(request, 404, "not_found", "No such object.")
+
+
+def _field_path(loc) -> tuple[str, dict]:
+    """`("body", "payload", "events", 2, "amount")` → `events[2].amount`, plus the event index."""
+    source, parts = (loc[0], list(loc[1:])) if loc else ("body", [])
+    if source == "body" and parts:
+        parts = parts[1:]  # the view's body parameter name
+    path, extra = "", {}
+    for i, p in enumerate(parts):
+        if isinstance(p, int):
+            path += f"[{p}]"
+            if i > 0 and parts[i - 1] == "events" and "index" not in extra:
+                extra["index"] = p
+        else:
+            path += ("." if path else "") + str(p)
+    if source != "body":
+        path = f"{source} parameter {path}"
+    return path, extra
+
+
+def _body_is_not_an_object(request) -> bool:
+    try:
+        return not isinstance(json.loads(request.body or b"null"), dict)
+    except ValueError:
+        return False
+
+
+@api.exception_handler(ValidationError)
+def _validation_error(request, exc: ValidationError):
+    first = exc.errors[0] if exc.errors else {"loc": (), "msg": "Invalid input", "type": ""}
+    loc = tuple(first.get("loc", ()))
+    if loc[:1] == ("body",) and _body_is_not_an_object(request):
+        return error_response(request, 400, "invalid_body", "The request body must be a JSON object.")
+    field, extra = _field_path(loc)
+    if first.get("type") == "missing":
+        code = "missing_field"
+        message = f"{field} is required." if field else "A JSON object is required as the request body."
+    else:
+        code = "invalid_field"
+        msg = str(first.get("msg", "Invalid input")).removeprefix("Value error, ").rstrip(".")
+        message = f"{field}: {msg}." if field else f"Request body: {msg}."
+    if field:
+        extra["field"] = field
+    return error_response(request, 400, code, message, **extra)
+
+
+# --- Business Centers --------------------------------------------------------------------------
+
+accounts = Router(tags=["accounts"])
+
+
+@accounts.post("/business-centers", response={201: BusinessCenterOut, **ERRORS}, summary="Create a Business Center (staff)")
+def business_center_create_view(request, payload: BusinessCenterIn):
+    require_staff(request.auth, "create a Business Center")
+    bc = business_center_create(name=payload.name, currency=payload.currency)
+    return Status(201, {"id": str(bc.pk), "name": bc.name, "currency": bc.currency})
+
+
+@accounts.post("/business-centers/{id}/members", response={201: BCMemberOut, **ERRORS},
+               summary="Make a user a BC admin or finance member (staff)")
+def bc_member_add_view(request, id: str, payload: BCMemberIn):
+    bc, _ = business_center_for(request.auth, id, need="staff")
+    m = bc_member_add(business_center=bc, username=payload.username, role=payload.role)
+    return Status(201, {"business_center_id": str(bc.pk), "username": m.user.username, "role": m.role})
+
+
+# --- advertisers -------------------------------------------------------------------------------
+
+
+@accounts.post("/advertisers", response={201: AdvertiserOut, **ERRORS}, summary="Create an advertiser (staff)")
+def advertiser_create_view(request, payload: AdvertiserIn):
+    from billing.spend import parse_timestamp
+
+    require_staff(request.auth, "create an advertiser")
+    bc = None
+    if payload.business_center_id not in (None, ""):
+        try:
+            bc = BusinessCenter.objects.get(pk=int(str(payload.business_center_id)))
+        except (BusinessCenter.DoesNotExist, ValueError):
+            raise BadInput(
+                "unknown_business_center", f"Business Center {payload.business_center_id!r} does not exist."
+            ) from None
+    registered_at = (
+        parse_timestamp(payload.registered_at, field="registered_at") if payload.registered_at is not None else None
+    )
+    adv = advertiser_create(
+        name=payload.name,
+        currency=payload.currency,
+        timezone_name=payload.timezone,
+        billing_method=payload.billing_method,
+        business_center=bc,
+        registered_at=registered_at,
+        signup_source=payload.signup_source,
+        shop_id=payload.shop_id or "",
+    )
+    return Status(201, advertiser_json(adv))
+
+
+@accounts.get("/advertisers/{id}", response={200: AdvertiserOut, **ERRORS}, summary="An advertiser (members, staff)")
+def advertiser_detail(request, id: str):
+    adv, _ = advertiser_for(request.auth, id, need="member")
+    return advertiser_json(adv)
+
+
+@accounts.post("/advertisers/{id}/members", response={201: MemberOut, **ERRORS},
+               summary="Add a member or change their role (staff, admin)")
+def member_add_view(request, id: str, payload: MemberIn):
+    adv, _ = advertiser_for(request.auth, id, need="admin")
+    m = member_add(advertiser=adv, username=payload.username, role=payload.role)
+    return Status(201, {"advertiser_id": str(adv.pk), "username": m.user.username, "role": m.role})
+
+
+@accounts.post("/advertisers/{id}/campaigns", response={201: CampaignOut, **ERRORS},
+               summary="Create a campaign (staff, admin, operator)")
+def campaign_create_view(request, id: str, payload: CampaignIn):
+    adv, _ = advertiser_for(request.auth, id, need="campaigns_write")
+    campaign = campaign_create(
+        advertiser=adv, name=payload.name, objective=payload.objective, product_source=payload.product_source
+    )
+    return Status(201, campaign_json(campaign))
+
+
+@accounts.get("/advertisers/{id}/campaigns", response={200: list[CampaignOut], **ERRORS},
+              summary="The advertiser's campaigns, newest first (members, staff)")
+def campaign_list(request, id: str):
+    adv, _ = advertiser_for(request.auth, id, need="member")
+    return [campaign_json(c) for c in adv.campaigns.order_by("-created_at", "-pk")]
+
+
+# --- routers; the catch-all must come last ----------------------------------------------------
+
+from billing.api import router as billing_router  # noqa: E402
+from promotions.api import router as promotions_router  # noqa: E402
+
+api.add_router("", accounts)
+api.add_router("", billing_router)
+api.add_router("", promotions_router)
+
+unknown = Router()
+
+
+@unknown.api_operation(["GET", "POST", "PUT", "PATCH", "DELETE"], "/{path:rest}", include_in_schema=False)
+def unknown_route(request, rest: str):
+    return error_response(request, 404, "not_found", f"There is no API endpoint /api/v1/{rest}.")
+
+
+api.add_router("", unknown, auth=None)

@@ -69,3 +69,28 @@ def advertisers_of(user):
             business_center_id__in=BCMembership.objects.filter(user=user).values("business_center_id")
         )
     ).order_by("name")
+
+
+def business_center_for(user, business_center_id, *, need: str = "member"):
+    """The Business Center and the caller's role on it, as `advertiser_for` does for advertisers.
+
+    Staff act on every BC; BC admins and finance pass `member` and `payments_write`; `staff` needs
+    staff. A member of one of the BC's advertisers knows the BC exists and gets Forbidden; anyone
+    else gets NotFound.
+    """
+    from portal.models import BusinessCenter
+
+    try:
+        bc = BusinessCenter.objects.get(pk=int(str(business_center_id)))
+    except (BusinessCenter.DoesNotExist, ValueError, TypeError):
+        raise NotFound("business center") from None
+    if user.is_staff:
+        return bc, STAFF
+    role = BCMembership.objects.filter(user=user, business_center=bc).values_list("role", flat=True).first()
+    if role is None:
+        if Membership.objects.filter(user=user, advertiser__business_center=bc).exists():
+            raise Forbidden()
+        raise NotFound("business center")
+    if need == "staff" or not can(role, need):
+        raise Forbidden()
+    return bc, role

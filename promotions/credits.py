@@ -27,6 +27,8 @@ def _percent(value) -> Decimal:
 
 
 def _eligibility(objectives, product_source) -> tuple[list, str]:
+    if objectives and not isinstance(objectives, (list, tuple, set, frozenset)):
+        raise BadInput("invalid_objective", "eligible_objectives must be a list of objectives such as [\"TRAFFIC\"].")
     objectives = list(objectives or [])
     bad = [o for o in objectives if o not in Objective.values]
     if bad:

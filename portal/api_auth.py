@@ -1,0 +1,49 @@
+"""Token authentication for the portal API (API.md common rules).
+
+A request carries its token in the `Access-Token` header or as `Authorization: Bearer <token>`.
+Tokens are stored as SHA-256 hashes (`ApiToken.key_hash`); a revoked token, or one of an inactive
+user, authenticates nobody. `request.auth` is the token's user.
+"""
+
+from ninja.security import APIKeyHeader, HttpBearer
+
+from portal.errors import Forbidden
+from portal.models import ApiToken, hash_token
+
+
+def user_for_token(raw):
+    if not isinstance(raw, str) or not raw.strip():
+        return None
+    token = (
+        ApiToken.objects.select_related("user")
+        .filter(key_hash=hash_token(raw.strip()), revoked_at__isnull=True)
+        .first()
+    )
+    if token is None or not token.user.is_active:
+        return None
+    return token.user
+
+
+class AccessTokenAuth(APIKeyHeader):
+    """`Access-Token: <token>` — the header TikTok Business API clients send."""
+
+    param_name = "Access-Token"
+
+    def authenticate(self, request, key):
+        return user_for_token(key)
+
+
+class BearerTokenAuth(HttpBearer):
+    """`Authorization: Bearer <token>`."""
+
+    def authenticate(self, request, token):
+        return user_for_token(token)
+
+
+token_auth = [AccessTokenAuth(), BearerTokenAuth()]
+
+
+def require_staff(user, action: str = "do this") -> None:
+    """Support/service users only (API.md "who: staff")."""
+    if not user.is_staff:
+        raise Forbidden(f"Only support staff may {action}.")
