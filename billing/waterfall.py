@@ -65,7 +65,7 @@ class Funds:
     """The billing method's money (step 4), decremented as it pays."""
 
     billing_method: str
-    cash: Decimal = ZERO  # manual: cash balance
+    cash: Decimal = ZERO  # prepaid cash balance (manual payment, or left from it)
     credit_line_available: Decimal = ZERO  # monthly invoicing: limit − used
 
 
@@ -130,16 +130,20 @@ def allocate(charge: Charge, credits: list[CreditState], funds: Funds) -> Alloca
                 left -= take
                 bucket.append((c.id, take))
     if left > 0:
-        if funds.billing_method == MANUAL:
-            take = min(funds.cash, left)
-            funds.cash -= take
-            alloc.cash = take
-            alloc.arrears = left - take
-        elif funds.billing_method == AUTOMATIC:
+        # Prepaid cash goes first whatever the method: an account that switched away from manual
+        # payment spends what it had loaded before anything is billed (docs/decisions/0006).
+        take = min(funds.cash, left)
+        funds.cash -= take
+        alloc.cash = take
+        left -= take
+    if left > 0:
+        if funds.billing_method == AUTOMATIC:
             alloc.accrued = left
-        else:
+        elif funds.billing_method == MONTHLY_INVOICE:
             take = min(funds.credit_line_available, left)
             funds.credit_line_available -= take
             alloc.credit_line = take
             alloc.arrears = left - take
+        else:
+            alloc.arrears = left
     return alloc
