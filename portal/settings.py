@@ -179,6 +179,20 @@ DEPOSIT_LIMITS = {
     "KWD": ("6", "15000"),
 }
 DEFAULT_DEPOSIT_LIMITS = ("20", "50000")
+# Automatic payment (R24, R25): threshold ladders per currency, growth and retries.
+BILLING_THRESHOLD_STEPS = {
+    "USD": ["50", "100", "250", "500", "1000", "2000", "5000", "10000"],
+    "EUR": ["50", "100", "250", "500", "1000", "2000", "5000", "10000"],
+    "GBP": ["50", "100", "250", "500", "1000", "2000", "5000", "10000"],
+    "JPY": ["5000", "10000", "25000", "50000", "100000", "200000", "500000", "1000000"],
+    "KWD": ["15", "30", "75", "150", "300", "600", "1500", "3000"],
+}
+BILLING_PAYMENTS_PER_STEP = 2  # consecutive successful payments before the threshold grows
+BILLING_MAX_THRESHOLD_CHANGES_PER_MONTH = 3
+BILLING_RETRY_AFTER_HOURS = [1, 24, 72]  # after the 1st, 2nd, 3rd failure; then every 72 h
+BILLING_PAUSE_AFTER_FAILURES = 2  # more than this many failed payments pauses delivery (R26)
+INVOICE_DUE_DAYS = 30
+INVOICE_ISSUER = env.str("INVOICE_ISSUER", default="ADC")
 CREDIT_DEFAULT_VALIDITY_DAYS = 90
 CREDIT_EXPIRY_GRACE_SECONDS = env.int("CREDIT_EXPIRY_GRACE_SECONDS", default=3600)
 SPEND_BATCH_MAX = 1000
