@@ -1,0 +1,113 @@
+"""The ledger in the Django admin: read-only (STYLE: mistakes are corrected by reversing entries).
+
+Nobody adds, changes or deletes ledger rows, deposits or spend events here, superusers included;
+money moves only through the services. Lists avoid full-table counts so they stay fast.
+"""
+
+from django.contrib import admin
+from django.urls import reverse
+from django.utils.html import format_html
+
+from billing.models import Deposit, LedgerAccount, LedgerEntry, LedgerTransaction, SpendEvent
+from billing.money import fmt
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    show_full_result_count = False
+    list_per_page = 50
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class LedgerEntryInline(admin.TabularInline):
+    model = LedgerEntry
+    fields = ["account", "purpose", "side", "amount"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("account").order_by("pk")
+
+    @admin.display(description="Purpose")
+    def purpose(self, entry):
+        return entry.account.get_purpose_display()
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(LedgerTransaction)
+class LedgerTransactionAdmin(ReadOnlyAdmin):
+    list_display = ["id", "kind", "advertiser", "business_center", "campaign", "money", "occurred_at", "created_at",
+                    "memo"]
+    list_filter = ["kind", "currency", "created_at"]
+    search_fields = ["id__exact", "memo", "advertiser__name", "advertiser__id__exact"]
+    list_select_related = ["advertiser", "business_center", "campaign"]
+    date_hierarchy = "created_at"
+    ordering = ["-created_at", "-id"]
+    inlines = [LedgerEntryInline]
+
+    @admin.display(description="Amount", ordering="amount")
+    def money(self, tx):
+        return f"{fmt(tx.amount, tx.currency)} {tx.currency}"
+
+
+@admin.register(LedgerAccount)
+class LedgerAccountAdmin(ReadOnlyAdmin):
+    list_display = ["id", "purpose", "advertiser", "business_center", "currency", "normal", "money", "credit_link"]
+    list_filter = ["purpose", "currency"]
+    search_fields = ["id__exact", "advertiser__name", "advertiser__id__exact", "business_center__name"]
+    list_select_related = ["advertiser", "business_center", "credit"]
+    ordering = ["advertiser_id", "business_center_id", "id"]
+
+    @admin.display(description="Balance", ordering="balance")
+    def money(self, account):
+        return f"{fmt(account.balance, account.currency)} {account.currency}"
+
+    @admin.display(description="Credit")
+    def credit_link(self, account):
+        credit = getattr(account, "credit", None)
+        if credit is None:
+            return "—"
+        return format_html('<a href="{}">{}</a>', reverse("admin:promotions_credit_change", args=[credit.pk]), credit)
+
+
+@admin.register(Deposit)
+class DepositAdmin(ReadOnlyAdmin):
+    list_display = ["id", "advertiser", "money", "source", "card_last4", "idempotency_key", "transaction", "created_at"]
+    list_filter = ["source", "created_at"]
+    search_fields = ["id__exact", "advertiser__name", "advertiser__id__exact", "idempotency_key"]
+    list_select_related = ["advertiser", "transaction"]
+    ordering = ["-created_at", "-id"]
+
+    @admin.display(description="Amount", ordering="amount")
+    def money(self, deposit):
+        return f"{fmt(deposit.amount, deposit.advertiser.currency)} {deposit.advertiser.currency}"
+
+
+@admin.register(SpendEvent)
+class SpendEventAdmin(ReadOnlyAdmin):
+    list_display = ["event_id", "advertiser", "campaign", "money", "kind", "occurred_at", "transaction", "created_at"]
+    list_filter = ["kind", "currency", "occurred_at"]
+    search_fields = ["=event_id", "advertiser__name", "advertiser__id__exact", "campaign__name"]
+    list_select_related = ["advertiser", "campaign", "transaction"]
+    date_hierarchy = "occurred_at"
+    ordering = ["-occurred_at", "-id"]
+
+    @admin.display(description="Amount", ordering="amount")
+    def money(self, ev):
+        return f"{fmt(ev.amount, ev.currency)} {ev.currency}"

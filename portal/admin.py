@@ -1,0 +1,263 @@
+"""Django admin for support staff: Business Centers, advertisers, members and campaigns.
+
+Creating an advertiser or a campaign goes through the services (`advertiser_create`,
+`campaign_create`) so the advertiser's ledger accounts are opened. Fields fixed at creation
+(currency, time zone, R2) and fields owned by other services (billing method switch, credit
+freeze) are read-only here. The advertiser change page shows its balances and recent ledger
+transactions read-only; money moves only through the services.
+"""
+
+import zoneinfo
+
+from django import forms
+from django.contrib import admin
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+
+from billing.models import LedgerTransaction
+from billing.money import check_currency, fmt
+from billing.selectors import advertiser_balances
+from portal.errors import BadInput
+from portal.models import (
+    Advertiser,
+    AdvertiserStatus,
+    BCMembership,
+    BusinessCenter,
+    Campaign,
+    Membership,
+)
+from portal.services import advertiser_create, business_center_create, campaign_create
+
+RECENT_TRANSACTIONS = 20
+
+
+class BCMembershipInline(admin.TabularInline):
+    model = BCMembership
+    extra = 0
+    raw_id_fields = ["user"]
+
+
+class AdvertiserOfBCInline(admin.TabularInline):
+    model = Advertiser
+    fields = ["name", "currency", "billing_method", "status"]
+    readonly_fields = fields
+    extra = 0
+    show_change_link = True
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(BusinessCenter)
+class BusinessCenterAdmin(admin.ModelAdmin):
+    list_display = ["id", "name", "currency", "created_at"]
+    search_fields = ["name", "id__exact"]
+    list_filter = ["currency"]
+    inlines = [BCMembershipInline, AdvertiserOfBCInline]
+
+    def get_readonly_fields(self, request, obj=None):
+        # A BC's cash accounts are opened in its currency: fixed once created.
+        return ["currency", "created_at"] if obj else ["created_at"]
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        created = business_center_create(name=obj.name, currency=obj.currency)
+        obj.pk, obj.created_at = created.pk, created.created_at
+        obj._state.adding = False
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    raw_id_fields = ["user"]
+    verbose_name = "member"
+    verbose_name_plural = "members"
+
+
+class CampaignInline(admin.TabularInline):
+    model = Campaign
+    fields = ["name", "objective", "product_source", "shop_id", "status"]
+    readonly_fields = fields
+    extra = 0
+    show_change_link = True
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class AdvertiserForm(forms.ModelForm):
+    class Meta:
+        model = Advertiser
+        fields = "__all__"
+
+    def clean_currency(self):
+        try:
+            return check_currency(self.cleaned_data["currency"])
+        except BadInput as e:
+            raise forms.ValidationError(e.message) from None
+
+    def clean_timezone(self):
+        name = self.cleaned_data["timezone"]
+        try:
+            zoneinfo.ZoneInfo(name)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise forms.ValidationError(f"Unknown time zone {name!r}: use an IANA name such as America/New_York.") from None
+        return name
+
+    def clean_status(self):
+        status = self.cleaned_data["status"]
+        was = self.instance.status if self.instance.pk else AdvertiserStatus.ACTIVE
+        if status != was and AdvertiserStatus.CLOSED in (status, was):
+            # Closing refunds cash and forfeits credit (cash_refund); it is never a field edit.
+            raise forms.ValidationError(
+                "An account is closed only by refunding its cash balance, and a closed account stays closed."
+            )
+        return status
+
+
+@admin.register(Advertiser)
+class AdvertiserAdmin(admin.ModelAdmin):
+    form = AdvertiserForm
+    list_display = ["id", "name", "business_center", "currency", "billing_method", "status", "credit_frozen",
+                    "registered_at"]
+    list_display_links = ["id", "name"]
+    list_filter = ["billing_method", "status", "currency", "credit_frozen", "signup_source"]
+    search_fields = ["name", "id__exact", "memberships__user__username", "shop_id"]
+    list_select_related = ["business_center"]
+    inlines = [MembershipInline, CampaignInline]
+    add_fieldsets = [
+        (None, {"fields": ["name", "business_center", "currency", "timezone", "billing_method", "signup_source",
+                           "registered_at", "shop_id"]}),
+        ("Billing settings", {"fields": ["credit_line_limit", "billing_threshold", "bill_cycle"]}),
+    ]
+    fieldsets = [
+        (None, {"fields": ["name", "business_center", "currency", "timezone", "status", "signup_source",
+                           "registered_at", "shop_id", "credit_frozen", "created_at"]}),
+        ("Billing settings", {"fields": ["billing_method", "invoicing_eligible", "credit_line_limit",
+                                         "billing_threshold", "bill_cycle"]}),
+        ("Money (read-only, from the ledger)", {"fields": ["balances_summary", "recent_transactions"]}),
+    ]
+
+    def get_fieldsets(self, request, obj=None):
+        return self.fieldsets if obj else self.add_fieldsets
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return []
+        return ["business_center", "currency", "timezone", "signup_source", "registered_at", "credit_frozen",
+                "created_at", "billing_method", "balances_summary", "recent_transactions"]
+
+    def get_inlines(self, request, obj):
+        return self.inlines if obj else []
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        data = form.cleaned_data
+        created = advertiser_create(
+            name=data["name"],
+            currency=data["currency"],
+            timezone_name=data["timezone"],
+            billing_method=data["billing_method"],
+            business_center=data["business_center"],
+            registered_at=data["registered_at"],
+            signup_source=data["signup_source"],
+            shop_id=data["shop_id"],
+        )
+        created.credit_line_limit = data["credit_line_limit"]
+        created.billing_threshold = data["billing_threshold"]
+        created.bill_cycle = data["bill_cycle"]
+        created.save(update_fields=["credit_line_limit", "billing_threshold", "bill_cycle"])
+        obj.__dict__.update({k: v for k, v in created.__dict__.items() if k != "_state"})
+        obj._state.adding = False
+
+    @admin.display(description="Balances")
+    def balances_summary(self, obj):
+        b = advertiser_balances(advertiser=obj)
+        c = b.currency
+        rows = [
+            ("Cash balance", fmt(b.cash_balance, c)),
+            ("Arrears", fmt(b.arrears, c)),
+            ("Usable credit (free + coupons)", fmt(b.credit_balance, c)),
+            ("Frozen credit", fmt(b.frozen_credit_balance, c)),
+            ("Discount cap remaining", fmt(b.discount_cap_remaining, c)),
+            ("Accrued (current bill)", fmt(b.accrued, c)),
+            ("Credit line used / limit", f"{fmt(b.credit_line_used, c)} / {fmt(b.credit_line_limit, c)}"),
+            ("Billing threshold", fmt(b.billing_threshold, c) if b.billing_threshold is not None else "—"),
+        ]
+        credits_url = reverse("admin:promotions_credit_changelist") + f"?advertiser__id__exact={obj.pk}"
+        grant_url = reverse("admin:promotions_credit_add") + f"?advertiser={obj.pk}"
+        return format_html(
+            '<table class="balances"><tbody>{}</tbody></table>'
+            '<p><a href="{}">Credits of this advertiser</a> · <a href="{}">Grant credit</a></p>',
+            format_html_join("", "<tr><th>{}</th><td>{} {}</td></tr>", ((k, v, c) for k, v in rows)),
+            credits_url,
+            grant_url,
+        )
+
+    @admin.display(description="Recent ledger transactions")
+    def recent_transactions(self, obj):
+        txs = list(LedgerTransaction.objects.filter(advertiser=obj).order_by("-created_at", "-pk")[:RECENT_TRANSACTIONS])
+        if not txs:
+            return "No transactions yet."
+        rows = format_html_join(
+            "",
+            '<tr><td><a href="{}">#{}</a></td><td>{}</td><td>{}</td><td>{} {}</td><td>{}</td></tr>',
+            (
+                (
+                    reverse("admin:billing_ledgertransaction_change", args=[tx.pk]),
+                    tx.pk,
+                    tx.get_kind_display(),
+                    tx.occurred_at.strftime("%Y-%m-%d %H:%M UTC"),
+                    fmt(tx.amount, tx.currency),
+                    tx.currency,
+                    tx.memo,
+                )
+                for tx in txs
+            ),
+        )
+        all_url = reverse("admin:billing_ledgertransaction_changelist") + f"?advertiser__id__exact={obj.pk}"
+        return format_html(
+            '<table class="recent-transactions"><thead><tr><th>Transaction</th><th>Kind</th><th>Occurred</th>'
+            "<th>Amount</th><th>Memo</th></tr></thead><tbody>{}</tbody></table>"
+            '<p><a href="{}">All transactions</a></p>',
+            rows,
+            all_url,
+        )
+
+
+@admin.register(Campaign)
+class CampaignAdmin(admin.ModelAdmin):
+    list_display = ["id", "name", "advertiser", "objective", "product_source", "shop_id", "status", "created_at"]
+    list_display_links = ["id", "name"]
+    list_filter = ["status", "objective", "product_source"]
+    search_fields = ["name", "id__exact", "advertiser__name", "advertiser__id__exact", "shop_id"]
+    list_select_related = ["advertiser"]
+    raw_id_fields = ["advertiser"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # A campaign never moves to another advertiser: its spend is on that advertiser's ledger.
+        return ["advertiser", "created_at"] if obj else ["created_at"]
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        data = form.cleaned_data
+        created = campaign_create(
+            advertiser=data["advertiser"],
+            name=data["name"],
+            objective=data["objective"],
+            product_source=data["product_source"],
+            shop_id=data["shop_id"],
+        )
+        if data["status"] != created.status:
+            created.status = data["status"]
+            created.save(update_fields=["status"])
+        obj.__dict__.update({k: v for k, v in created.__dict__.items() if k != "_state"})
+        obj._state.adding = False
