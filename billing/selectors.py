@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from django.db.models import Q, Sum
 
-from billing.models import LedgerAccount, Purpose
+from billing.models import Bill, BillKind, BillStatus, LedgerAccount, Purpose
 from billing.money import ZERO
 
 
@@ -26,8 +26,11 @@ class Balances:
     next_bill_date: datetime | None
 
 
+UNPAID = [BillStatus.OPEN, BillStatus.FAILED, BillStatus.OVERDUE]
+
+
 def advertiser_balances(*, advertiser) -> Balances:
-    """Stored balances (R14): two queries whatever the number of entries or credits."""
+    """Stored balances (R14): three queries whatever the number of entries, credits or bills."""
     from promotions.models import CreditKind, CreditStatus
 
     acc = {a.purpose: a.balance for a in LedgerAccount.objects.filter(advertiser=advertiser).exclude(purpose=Purpose.PROMO_CREDIT)}
@@ -41,6 +44,9 @@ def advertiser_balances(*, advertiser) -> Balances:
     credit, discount, frozen_sum = (sums["usable_sum"] or ZERO, sums["discount_sum"] or ZERO, sums["frozen_sum"] or ZERO)
     if advertiser.credit_frozen:
         credit, frozen_sum = ZERO, frozen_sum + credit
+    unpaid_invoices = Bill.objects.filter(
+        advertiser=advertiser, kind=BillKind.MONTHLY_INVOICE, status__in=UNPAID
+    ).aggregate(s=Sum("amount"))["s"]
     return Balances(
         currency=advertiser.currency,
         cash_balance=acc.get(Purpose.CASH, ZERO),
@@ -49,9 +55,9 @@ def advertiser_balances(*, advertiser) -> Balances:
         frozen_credit_balance=frozen_sum,
         discount_cap_remaining=ZERO if advertiser.credit_frozen else discount,
         accrued=acc.get(Purpose.ACCRUED, ZERO),
-        outstanding_bills=ZERO,
+        outstanding_bills=acc.get(Purpose.BILLED, ZERO) + (unpaid_invoices or ZERO),
         credit_line_limit=advertiser.credit_line_limit,
         credit_line_used=acc.get(Purpose.CREDIT_LINE, ZERO),
         billing_threshold=advertiser.billing_threshold,
-        next_bill_date=None,
+        next_bill_date=advertiser.next_bill_at if advertiser.billing_method == "automatic" else None,
     )

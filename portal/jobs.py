@@ -5,6 +5,10 @@ from datetime import datetime
 from importlib import import_module
 
 JOBS: dict[str, str] = {
+    "charge_thresholds": "billing.autopay.charge_thresholds",
+    "charge_bill_dates": "billing.autopay.charge_bill_dates",
+    "retry_payments": "billing.autopay.retry_payments",
+    "issue_monthly_invoices": "billing.invoicing.issue_monthly_invoices",
     "close_ladder_windows": "promotions.programs.close_ladder_windows",
     "expire_credits": "promotions.expiry.expire_credits",
     "remind_expiring": "promotions.expiry.remind_expiring",

@@ -22,6 +22,9 @@ SUBJECTS = {
     "credit_issued": "You received {amount} in ad credit",
     "credit_expiring": "{amount} of ad credit expires on {date}",
     "credit_expired": "{amount} of ad credit expired",
+    "bill_paid": "Payment received: {amount} for {bill_label} {number}",
+    "payment_failed": "Payment failed: {amount} for {bill_label} {number}",
+    "invoice_issued": "Invoice {number} for {month}: {amount} due {due}",
 }
 
 

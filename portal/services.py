@@ -77,6 +77,10 @@ def advertiser_create(
             invoicing_eligible=billing_method == BillingMethod.MONTHLY_INVOICE,
         )
         accounts_open_for_advertiser(adv)
+        if billing_method == BillingMethod.AUTOMATIC:
+            from billing.autopay import autopay_setup
+
+            autopay_setup(advertiser=adv)
     return adv
 
 

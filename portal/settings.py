@@ -156,6 +156,14 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # Periodic jobs (SPEC R33). `expires` drops a run that could not start before the next one.
 CELERY_BEAT_SCHEDULE = {
+    "charge-thresholds": {"task": "portal.tasks.run_job", "schedule": 60.0, "args": ["charge_thresholds"],
+                          "options": {"expires": 55}},
+    "charge-bill-dates": {"task": "portal.tasks.run_job", "schedule": 300.0, "args": ["charge_bill_dates"],
+                          "options": {"expires": 290}},
+    "retry-payments": {"task": "portal.tasks.run_job", "schedule": 600.0, "args": ["retry_payments"],
+                       "options": {"expires": 590}},
+    "issue-monthly-invoices": {"task": "portal.tasks.run_job", "schedule": 900.0, "args": ["issue_monthly_invoices"],
+                               "options": {"expires": 890}},
     "close-ladder-windows": {"task": "portal.tasks.run_job", "schedule": 300.0, "args": ["close_ladder_windows"],
                              "options": {"expires": 290}},
     "expire-credits": {"task": "portal.tasks.run_job", "schedule": 300.0, "args": ["expire_credits"],

@@ -1,0 +1,390 @@
+"""Automatic payment (SPEC R21, R24–R26): bills at a threshold or a bill date, paid by card.
+
+Spend left after credits accrues (Dr accrued). A bill moves an amount from accrued to billed
+(Dr billed, Cr accrued); its payment moves it to payments received (Dr settlement, Cr billed).
+
+Crash safety (R26). A bill is created and committed before the gateway is called; the gateway is
+called outside any transaction with the bill's own idempotency key (`bill-<id>`); the result is
+booked in a second transaction that re-reads the bill under the advertiser lock and books only
+an unpaid one. A crash between approval and booking leaves the bill `open`; the next run calls
+the gateway again with the same key, gets the first approval back, and books it once.
+"""
+
+from datetime import datetime, time, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from billing.gateway import get_gateway
+from billing.ledger import Posting, advertiser_accounts, ledger_post, lock_advertisers
+from billing.models import Bill, BillKind, BillStatus, LedgerAccount, Purpose, ThresholdChange, TxKind
+from billing.money import ZERO, fmt, parse_amount
+from portal.errors import BadInput, BusinessError
+
+STUCK_AFTER = timedelta(minutes=10)  # an `open` bill this old lost its attempt to a crash
+
+
+# --- thresholds (R25) -------------------------------------------------------------------------
+
+def threshold_steps(currency: str) -> list[Decimal]:
+    steps = settings.BILLING_THRESHOLD_STEPS.get(currency) or settings.BILLING_THRESHOLD_STEPS["USD"]
+    return [Decimal(s) for s in steps]
+
+
+def _month_start(advertiser, at: datetime) -> datetime:
+    local = at.astimezone(advertiser.tz)
+    return datetime.combine(local.date().replace(day=1), time(0), tzinfo=advertiser.tz)
+
+
+def threshold_changes_this_month(advertiser, at: datetime) -> int:
+    return ThresholdChange.objects.filter(advertiser=advertiser, created_at__gte=_month_start(advertiser, at)).count()
+
+
+def threshold_set(*, advertiser, amount, reason: str, at: datetime | None = None) -> Decimal:
+    """Change an account's threshold (staff, or growth). At most 3 changes a calendar month,
+    in the account's time zone (R25). The caller holds the advertiser lock or gets it here."""
+    at = at or timezone.now()
+    amount = parse_amount(amount, advertiser.currency, field="billing_threshold")
+    with transaction.atomic():
+        adv = lock_advertisers([advertiser.pk])[advertiser.pk]
+        if adv.billing_threshold == amount:
+            return amount
+        if threshold_changes_this_month(adv, at) >= settings.BILLING_MAX_THRESHOLD_CHANGES_PER_MONTH:
+            raise BusinessError(
+                "threshold_change_limit",
+                f"The billing threshold can change at most {settings.BILLING_MAX_THRESHOLD_CHANGES_PER_MONTH} "
+                "times in a calendar month; try again next month.",
+            )
+        ThresholdChange.objects.create(advertiser=adv, old=adv.billing_threshold, new=amount, reason=reason, created_at=at)
+        adv.billing_threshold = amount
+        adv.successful_payments = 0
+        adv.save(update_fields=["billing_threshold", "successful_payments"])
+        advertiser.billing_threshold = amount
+    return amount
+
+
+def _maybe_grow_threshold(adv, at: datetime) -> None:
+    """After BILLING_PAYMENTS_PER_STEP successful payments in a row, move one step up (R25).
+    A failed payment resets the run, so the threshold never grows on the back of a failure."""
+    if adv.successful_payments < settings.BILLING_PAYMENTS_PER_STEP:
+        return
+    higher = [s for s in threshold_steps(adv.currency) if adv.billing_threshold is None or s > adv.billing_threshold]
+    if not higher:
+        return
+    if threshold_changes_this_month(adv, at) >= settings.BILLING_MAX_THRESHOLD_CHANGES_PER_MONTH:
+        return
+    threshold_set(advertiser=adv, amount=fmt(higher[0], adv.currency), reason="grown after successful payments", at=at)
+
+
+# --- bill dates (R24) -------------------------------------------------------------------------
+
+def next_bill_date(advertiser, after: datetime) -> datetime:
+    """The first local midnight bill date strictly after `after`: Mondays for a weekly cycle,
+    the 1st of the month for a monthly one, in the account's time zone (DST-aware)."""
+    tz = advertiser.tz
+    local = after.astimezone(tz)
+    if advertiser.bill_cycle == "weekly":
+        day = local.date() + timedelta(days=7 - local.weekday())
+    else:
+        first = local.date().replace(day=1)
+        day = (first + timedelta(days=32)).replace(day=1)
+    out = datetime.combine(day, time(0), tzinfo=tz)
+    while out <= after:  # `after` was itself a bill date in a zone whose midnight jumped
+        out = next_bill_date(advertiser, out + timedelta(hours=1))
+    return out
+
+
+def autopay_setup(*, advertiser, at: datetime | None = None) -> None:
+    """Give an account that is (now) on automatic payment its first threshold and bill date."""
+    at = at or timezone.now()
+    fields = []
+    if advertiser.billing_threshold is None:
+        advertiser.billing_threshold = threshold_steps(advertiser.currency)[0]
+        fields.append("billing_threshold")
+    if advertiser.next_bill_at is None or advertiser.next_bill_at <= at:
+        advertiser.next_bill_at = next_bill_date(advertiser, at)
+        fields.append("next_bill_at")
+    if fields:
+        advertiser.save(update_fields=fields)
+
+
+# --- bills ------------------------------------------------------------------------------------
+
+def bill_create(*, advertiser, accounts, kind: str, amount: Decimal, at: datetime, period_start=None,
+                period_end=None) -> Bill:
+    """Move `amount` from accrued to billed and record the bill. Caller holds the advertiser lock."""
+    bill = Bill.objects.create(
+        advertiser=advertiser, kind=kind, amount=amount, currency=advertiser.currency, issued_at=at,
+        due_at=at, period_start=period_start, period_end=period_end,
+    )
+    p = Posting(kind=TxKind.BILL, currency=advertiser.currency, amount=amount, lines=[], advertiser_id=advertiser.pk,
+                occurred_at=at, memo=f"{bill.get_kind_display()} #{bill.pk}")
+    p.move(debit=accounts[Purpose.BILLED], credit=accounts[Purpose.ACCRUED], amount=amount)
+    ledger_post(p)
+    return bill
+
+
+def _card_token(advertiser) -> tuple[str, str]:
+    pm = getattr(advertiser, "payment_method", None)
+    return (pm.token, pm.last4) if pm else ("", "")
+
+
+def bill_collect(*, bill_id: int, at: datetime | None = None) -> Bill:
+    """Charge the card for one unpaid bill and book the answer (R26). Safe to call twice at once,
+    or again after a crash: the gateway sees one key per bill and the booking is guarded."""
+    from billing.models import PaymentMethod
+
+    at = at or timezone.now()
+    bill = Bill.objects.select_related("advertiser").get(pk=bill_id)
+    if bill.status == BillStatus.PAID:
+        return bill
+    Bill.objects.filter(pk=bill.pk).update(attempts=F("attempts") + 1)
+    pm = PaymentMethod.objects.filter(advertiser_id=bill.advertiser_id).first()
+    if pm is None:
+        result = None
+    else:
+        result = get_gateway().charge(
+            amount=bill.amount, currency=bill.currency, card_number=pm.token, idempotency_key=bill.charge_key
+        )
+    return _book_result(bill_id=bill.pk, result=result, last4=pm.last4 if pm else "", at=at)
+
+
+def _book_result(*, bill_id: int, result, last4: str, at: datetime) -> Bill:
+    from portal.models import CampaignStatus
+
+    with transaction.atomic():
+        bill = Bill.objects.select_related("advertiser").get(pk=bill_id)
+        adv = lock_advertisers([bill.advertiser_id])[bill.advertiser_id]
+        bill = Bill.objects.select_for_update().get(pk=bill_id)
+        if bill.status == BillStatus.PAID:
+            return bill  # a concurrent attempt booked it: the gateway charged once (same key)
+        if result is not None and result.approved:
+            accounts = advertiser_accounts([adv.pk])[adv.pk]
+            p = Posting(kind=TxKind.PAYMENT, currency=adv.currency, amount=bill.amount, lines=[], advertiser_id=adv.pk,
+                        occurred_at=at, memo=f"Payment of {bill.get_kind_display().lower()} #{bill.pk} ·•••{last4}")
+            if bill.is_invoice:
+                p.move(debit=accounts[Purpose.SETTLEMENT], credit=accounts[Purpose.CREDIT_LINE], amount=bill.line_amount)
+                p.move(debit=accounts[Purpose.SETTLEMENT], credit=accounts[Purpose.ARREARS],
+                       amount=bill.amount - bill.line_amount)
+            else:
+                p.move(debit=accounts[Purpose.SETTLEMENT], credit=accounts[Purpose.BILLED], amount=bill.amount)
+            ledger_post(p)
+            bill.status, bill.paid_at = BillStatus.PAID, at
+            bill.gateway_reference, bill.card_last4, bill.last_error, bill.next_retry_at = result.reference, last4, "", None
+            bill.save(update_fields=["status", "paid_at", "gateway_reference", "card_last4", "last_error", "next_retry_at"])
+            adv.failed_payments = 0
+            adv.successful_payments += 1
+            adv.save(update_fields=["failed_payments", "successful_payments"])
+            if not bill.is_invoice:
+                _maybe_grow_threshold(adv, at)
+                _activate_pending_shop_credits(adv)
+            if account_paid_up(adv):
+                from billing.deposits import campaigns_resume
+
+                campaigns_resume(advertiser=adv)
+            _notify_bill(adv, bill, "bill_paid")
+        else:
+            message = "No payment method on file." if result is None else (result.message or f"Payment {result.status}.")
+            failures = adv.failed_payments + 1
+            schedule = settings.BILLING_RETRY_AFTER_HOURS
+            bill.status = BillStatus.OVERDUE if bill.status == BillStatus.OVERDUE else BillStatus.FAILED
+            bill.last_error = message[:300]
+            bill.next_retry_at = at + timedelta(hours=schedule[min(failures, len(schedule)) - 1])
+            bill.save(update_fields=["status", "last_error", "next_retry_at"])
+            adv.failed_payments = failures
+            adv.successful_payments = 0
+            adv.save(update_fields=["failed_payments", "successful_payments"])
+            if failures > settings.BILLING_PAUSE_AFTER_FAILURES:
+                adv.campaigns.filter(status=CampaignStatus.ACTIVE).update(status=CampaignStatus.PAUSED_FUNDS)
+            _notify_bill(adv, bill, "payment_failed")
+    return bill
+
+
+def account_paid_up(adv) -> bool:
+    """Nothing failed or overdue, no arrears, and room on the credit line for an invoiced account."""
+    from portal.models import BillingMethod
+
+    if adv.failed_payments > settings.BILLING_PAUSE_AFTER_FAILURES and Bill.objects.filter(
+        advertiser=adv, status__in=[BillStatus.FAILED, BillStatus.OVERDUE]
+    ).exists():
+        return False
+    if Bill.objects.filter(advertiser=adv, status=BillStatus.OVERDUE).exists():
+        return False
+    balances = {
+        a.purpose: a.balance
+        for a in LedgerAccount.objects.filter(advertiser=adv, purpose__in=[Purpose.ARREARS, Purpose.CREDIT_LINE])
+    }
+    if balances.get(Purpose.ARREARS, ZERO) > 0:
+        return False
+    if adv.billing_method == BillingMethod.MONTHLY_INVOICE and balances.get(Purpose.CREDIT_LINE, ZERO) >= adv.credit_line_limit:
+        return False
+    return True
+
+
+def _activate_pending_shop_credits(adv) -> int:
+    """R21: on automatic payment, Shop credit waits `pending` until a bill is paid, then applies
+    first in the next cycle (it is valid from now, so it never pays the bill just settled)."""
+    from promotions.models import Credit, CreditSource, CreditStatus
+
+    return Credit.objects.filter(advertiser=adv, source=CreditSource.SHOP, status=CreditStatus.PENDING).update(
+        status=CreditStatus.ACTIVE, valid_from=timezone.now()
+    )
+
+
+def _notify_bill(adv, bill: Bill, kind: str) -> None:
+    from portal.notifications import Draft, notify_many
+
+    notify_many([Draft(adv, kind, f"{kind}:{bill.pk}:{bill.attempts if kind == 'payment_failed' else 0}", {
+        "amount": f"{bill.currency} {fmt(bill.amount, bill.currency)}",
+        "bill_id": bill.pk,
+        "bill_label": bill.get_kind_display().lower(),
+        "number": bill.number or f"#{bill.pk}",
+        "error": bill.last_error,
+        "card": bill.card_last4,
+    }, f"/a/{adv.pk}/payments/bills/")], skip_existing=True)
+
+
+def bill_pay(*, bill: Bill, at: datetime | None = None) -> Bill:
+    """"Pay now" (R26): charge a failed or open bill immediately."""
+    if bill.status == BillStatus.PAID:
+        raise BusinessError("bill_already_paid", "This bill is already paid.")
+    if not hasattr(bill.advertiser, "payment_method"):
+        raise BusinessError("payment_method_required", "Add a payment method before paying this bill.")
+    return bill_collect(bill_id=bill.pk, at=at)
+
+
+# --- jobs (R33) -------------------------------------------------------------------------------
+
+def _collect_open_bills(adv_ids, at: datetime, *, only_stuck: bool = False) -> int:
+    """Pay every unpaid `open` bill of these accounts (new ones, or ones a crash left behind)."""
+    qs = Bill.objects.filter(advertiser_id__in=adv_ids, status=BillStatus.OPEN).exclude(kind=BillKind.MONTHLY_INVOICE)
+    if only_stuck:
+        qs = qs.filter(issued_at__lte=at - STUCK_AFTER)
+    n = 0
+    for bill_id in qs.order_by("pk").values_list("pk", flat=True):
+        bill_collect(bill_id=bill_id, at=at)
+        n += 1
+    return n
+
+
+def _automatic_accounts():
+    from portal.models import Advertiser, AdvertiserStatus, BillingMethod
+
+    return Advertiser.objects.filter(billing_method=BillingMethod.AUTOMATIC).exclude(status=AdvertiserStatus.CLOSED)
+
+
+def charge_thresholds(*, at: datetime | None = None, chunk: int = 500) -> dict:
+    """Bill exactly the threshold while accrued ≥ threshold; the rest rolls over (R24)."""
+    at = at or timezone.now()
+    due = _automatic_accounts().filter(
+        billing_threshold__isnull=False,
+        ledger_accounts__purpose=Purpose.ACCRUED,
+        ledger_accounts__balance__gte=F("billing_threshold"),
+    )
+    counts = {"bills": 0, "paid": 0, "failed": 0}
+    after = 0
+    while True:
+        ids = list(due.filter(pk__gt=after).order_by("pk").values_list("pk", flat=True)[:chunk])
+        if not ids:
+            return counts
+        after = ids[-1]
+        created = []
+        with transaction.atomic():
+            advertisers = lock_advertisers(ids)
+            accounts = advertiser_accounts(ids)
+            for pk, adv in advertisers.items():
+                acc = accounts[pk]
+                while adv.billing_threshold and acc[Purpose.ACCRUED].balance >= adv.billing_threshold:
+                    created.append(bill_create(advertiser=adv, accounts=acc, kind=BillKind.THRESHOLD,
+                                               amount=adv.billing_threshold, at=at))
+        counts["bills"] += len(created)
+        for bill in created:
+            paid = bill_collect(bill_id=bill.pk, at=at).status == BillStatus.PAID
+            counts["paid" if paid else "failed"] += 1
+        _collect_open_bills(ids, at, only_stuck=True)
+
+
+def charge_bill_dates(*, at: datetime | None = None, chunk: int = 500) -> dict:
+    """On the bill date (local midnight), bill everything accrued, once per date (R24)."""
+    at = at or timezone.now()
+    due = _automatic_accounts().filter(next_bill_at__lte=at)
+    counts = {"bills": 0, "paid": 0, "failed": 0, "dates": 0}
+    while True:
+        ids = list(due.order_by("pk").values_list("pk", flat=True)[:chunk])
+        if not ids:
+            return counts
+        created = []
+        with transaction.atomic():
+            advertisers = lock_advertisers(ids)
+            accounts = advertiser_accounts(ids)
+            for pk, adv in advertisers.items():
+                if adv.next_bill_at is None or adv.next_bill_at > at:
+                    continue  # a concurrent run already moved it on
+                period_end = adv.next_bill_at
+                accrued = accounts[pk][Purpose.ACCRUED].balance
+                if accrued > 0:
+                    created.append(bill_create(advertiser=adv, accounts=accounts[pk], kind=BillKind.BILL_DATE,
+                                               amount=accrued, at=at, period_end=period_end))
+                adv.next_bill_at = next_bill_date(adv, max(period_end, at))
+                adv.save(update_fields=["next_bill_at"])
+                counts["dates"] += 1
+        counts["bills"] += len(created)
+        for bill in created:
+            paid = bill_collect(bill_id=bill.pk, at=at).status == BillStatus.PAID
+            counts["paid" if paid else "failed"] += 1
+        _collect_open_bills(ids, at, only_stuck=True)
+
+
+def retry_payments(*, at: datetime | None = None, chunk: int = 500) -> dict:
+    """Retry failed bills on the schedule of BILLING_RETRY_AFTER_HOURS, and open bills a crash
+    left behind (R26). Invoices are paid by the advertiser ("Pay now"), not retried."""
+    at = at or timezone.now()
+    counts = {"retried": 0, "paid": 0}
+    due = (
+        Bill.objects.filter(
+            Q(status=BillStatus.FAILED, next_retry_at__lte=at) | Q(status=BillStatus.OPEN, issued_at__lte=at - STUCK_AFTER)
+        )
+        .exclude(kind=BillKind.MONTHLY_INVOICE)
+        .order_by("pk")
+    )
+    after = 0
+    while True:
+        ids = list(due.filter(pk__gt=after).values_list("pk", flat=True)[:chunk])
+        if not ids:
+            return counts
+        after = ids[-1]
+        for bill_id in ids:
+            bill = bill_collect(bill_id=bill_id, at=at)
+            counts["retried"] += 1
+            counts["paid"] += bill.status == BillStatus.PAID
+
+
+def payment_method_set(*, advertiser, card_number, expiry) -> "PaymentMethod":  # noqa: F821
+    """Put a card on file (R29): the gateway tokenizes it; only token, last 4 and expiry are kept."""
+    from billing.models import PaymentMethod
+
+    if not isinstance(card_number, str) or not isinstance(expiry, str):
+        raise BadInput("invalid_card", "card_number and expiry (MM/YY) are required.")
+    month_year = expiry.strip().split("/")
+    try:
+        month, year = int(month_year[0]), int(month_year[1])
+        if len(month_year) != 2 or not 1 <= month <= 12:
+            raise ValueError
+    except (ValueError, IndexError):
+        raise BadInput("invalid_expiry", "expiry must be MM/YY, e.g. 08/29.") from None
+    year = 2000 + year if year < 100 else year
+    today = timezone.now().date()
+    if (year, month) < (today.year, today.month):
+        raise BadInput("card_expired", "This card has expired.")
+    result = get_gateway().tokenize(card_number=card_number)
+    if not result.approved:
+        raise BusinessError("card_refused", result.message or "The card was refused.")
+    pm, _ = PaymentMethod.objects.update_or_create(
+        advertiser=advertiser,
+        defaults={"token": result.reference, "last4": result.reference[-4:], "expiry": f"{month:02d}/{year % 100:02d}",
+                  "status": "valid"},
+    )
+    return pm

@@ -1,0 +1,123 @@
+"""The payment gateway (SPEC R29): an interface, and the sandbox that tests and the demo use.
+
+A gateway charges a card (or a card token it issued) and answers `approved`, `declined` or
+`timeout`. Every charge carries an idempotency key: the same key again returns the first approval
+instead of charging twice (R26). Card numbers never leave the gateway call — callers keep only
+the last four digits, or a token.
+
+`get_gateway()` returns the configured gateway (setting `PAYMENT_GATEWAY`, a dotted path; the
+sandbox by default). Sandbox card numbers: docs/decisions/0002-sandbox-cards.md.
+"""
+
+import secrets
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Literal, Protocol
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils.module_loading import import_string
+
+APPROVED = "approved"
+DECLINED = "declined"
+TIMEOUT = "timeout"
+
+Status = Literal["approved", "declined", "timeout"]
+
+
+@dataclass(frozen=True)
+class GatewayResult:
+    status: Status
+    reference: str = ""  # the gateway's id for an approved charge, or the token it issued
+    message: str = ""  # why it was declined or failed, fit to show the payer
+
+    @property
+    def approved(self) -> bool:
+        return self.status == APPROVED
+
+
+class PaymentGateway(Protocol):
+    def charge(self, *, amount: Decimal, currency: str, card_number: str, idempotency_key: str) -> GatewayResult:
+        """Charge a card number or a token from `tokenize`. Same key → the first approval."""
+
+    def tokenize(self, *, card_number: str) -> GatewayResult:
+        """Keep a card on file: `reference` is a token ending with the card's last four digits."""
+
+
+def card_digits(card_number: str) -> str:
+    """The digits of a card number as typed ("4242 4242 …" → "4242…")."""
+    return "".join(ch for ch in str(card_number) if ch.isdigit())
+
+
+DECLINED_MESSAGE = "Your card was declined. Use another card or contact your bank."
+TIMEOUT_MESSAGE = (
+    "The card processor did not answer in time, so no funds were added. "
+    "You can safely try again: the same payment is never taken twice."
+)
+INVALID_MESSAGE = "This card number is not valid. Check the number and try again."
+
+
+class SandboxGateway:
+    """Approves or declines by test card number, and can time out (R29).
+
+    4242424242424242 is approved, 4000000000000002 is declined ("card declined"),
+    4000000000000119 times out, and any other number is declined as invalid. Tokens it issues
+    (`tok_sbx_<behaviour>_…<last4>`) behave like their card. Approvals are recorded in
+    `GatewayCharge` by idempotency key, as a real gateway remembers keys: the same key with the
+    same charge returns the first approval; with another amount it is declined.
+    """
+
+    CARDS = {
+        "4242424242424242": "ok",
+        "4000000000000002": "decline",
+        "4000000000000119": "timeout",
+    }
+
+    def _behaviour(self, card: str) -> tuple[str, str]:
+        """(behaviour, what the sandbox records for the card: the token or the last 4)."""
+        if card.startswith("tok_sbx_"):
+            kind = card.split("_")[2] if card.count("_") >= 3 else ""
+            return (kind if kind in ("ok", "decline", "timeout") else "invalid"), card
+        number = card_digits(card)
+        return self.CARDS.get(number, "invalid"), number[-4:]
+
+    def tokenize(self, *, card_number: str) -> GatewayResult:
+        number = card_digits(card_number)
+        kind = self.CARDS.get(number)
+        if kind is None:
+            return GatewayResult(DECLINED, message=INVALID_MESSAGE)
+        return GatewayResult(APPROVED, reference=f"tok_sbx_{kind}_{secrets.token_hex(8)}{number[-4:]}")
+
+    def charge(self, *, amount: Decimal, currency: str, card_number: str, idempotency_key: str) -> GatewayResult:
+        from billing.models import GatewayCharge
+
+        amount = Decimal(amount)
+        kind, card = self._behaviour(str(card_number))
+        prior = GatewayCharge.objects.filter(idempotency_key=idempotency_key).first()
+        if prior is not None:
+            return self._replay(prior, amount, currency)
+        if kind == "decline":
+            return GatewayResult(DECLINED, message=DECLINED_MESSAGE)
+        if kind == "timeout":
+            return GatewayResult(TIMEOUT, message=TIMEOUT_MESSAGE)
+        if kind != "ok":
+            return GatewayResult(DECLINED, message=INVALID_MESSAGE)
+        try:
+            with transaction.atomic():
+                record = GatewayCharge.objects.create(
+                    idempotency_key=idempotency_key, amount=amount, currency=currency, card=card,
+                    status=APPROVED, reference="ch_sbx_" + secrets.token_hex(10),
+                )
+        except IntegrityError:  # the same key charged at the same moment: that one stands
+            return self._replay(GatewayCharge.objects.get(idempotency_key=idempotency_key), amount, currency)
+        return GatewayResult(APPROVED, reference=record.reference)
+
+    @staticmethod
+    def _replay(prior, amount: Decimal, currency: str) -> GatewayResult:
+        if prior.amount != amount or prior.currency != currency:
+            return GatewayResult(DECLINED, message="This payment was already made with other details.")
+        return GatewayResult(APPROVED, reference=prior.reference)
+
+
+def get_gateway() -> PaymentGateway:
+    return import_string(getattr(settings, "PAYMENT_GATEWAY", "billing.gateway.SandboxGateway"))()

@@ -1,0 +1,145 @@
+"""Monthly invoicing (SPEC R27): spend funded by a credit line, invoiced on the 1st.
+
+An invoice is a document: issuing it moves no money. Its `amount` is the account's own-money
+spend (credit line, and arrears past the line) with `occurred_at` before the month boundary, less
+everything invoiced before — so a late spend event that lands after an invoice was issued is
+invoiced the next month rather than lost. Paying it (Dr payments received, Cr credit line and
+arrears) restores the credit line. Numbers are gapless per issuer: the counter row is locked in
+the transaction that takes the number.
+"""
+
+from datetime import datetime, time, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q, Sum
+from django.utils import timezone
+
+from billing.ledger import lock_advertisers
+from billing.models import (
+    Bill,
+    BillKind,
+    BillStatus,
+    InvoiceCounter,
+    LedgerEntry,
+    LedgerTransaction,
+    Purpose,
+    TxKind,
+)
+from billing.money import ZERO
+
+SPEND_KINDS = [TxKind.CHARGE, TxKind.FEE]
+
+
+def month_bounds(advertiser, at: datetime) -> tuple[datetime, datetime]:
+    """The previous calendar month in the account's time zone: [start, end)."""
+    tz = advertiser.tz
+    first_this = at.astimezone(tz).date().replace(day=1)
+    first_prev = (first_this - timedelta(days=1)).replace(day=1)
+    return datetime.combine(first_prev, time(0), tzinfo=tz), datetime.combine(first_this, time(0), tzinfo=tz)
+
+
+def invoice_number_take(issuer: str) -> str:
+    """The next gapless number (`ADC-000123`). Call inside the invoice's transaction."""
+    counter, _ = InvoiceCounter.objects.get_or_create(issuer=issuer)
+    counter = InvoiceCounter.objects.select_for_update().get(pk=counter.pk)
+    counter.last_number += 1
+    counter.save(update_fields=["last_number"])
+    return f"{issuer}-{counter.last_number:06d}"
+
+
+def _own_money_before(advertiser, end: datetime) -> tuple:
+    """(line, arrears, gross, credits) of all spend that occurred before `end`."""
+    entries = LedgerEntry.objects.filter(
+        transaction__advertiser=advertiser, transaction__kind__in=SPEND_KINDS, transaction__occurred_at__lt=end, side="D"
+    )
+    sums = entries.aggregate(
+        line=Sum("amount", filter=Q(account__purpose=Purpose.CREDIT_LINE)),
+        arrears=Sum("amount", filter=Q(account__purpose=Purpose.ARREARS)),
+        credits=Sum("amount", filter=Q(account__purpose=Purpose.PROMO_CREDIT)),
+    )
+    gross = LedgerTransaction.objects.filter(
+        advertiser=advertiser, kind__in=SPEND_KINDS, occurred_at__lt=end
+    ).aggregate(s=Sum("amount"))["s"]
+    return sums["line"] or ZERO, sums["arrears"] or ZERO, gross or ZERO, sums["credits"] or ZERO
+
+
+def invoice_issue(*, advertiser, at: datetime) -> Bill | None:
+    """Issue the invoice for the month before `at` (local), once. Caller holds the advertiser lock."""
+    start, end = month_bounds(advertiser, at)
+    if Bill.objects.filter(advertiser=advertiser, kind=BillKind.MONTHLY_INVOICE, period_end=end).exists():
+        return None
+    line, arrears, gross, credits = _own_money_before(advertiser, end)
+    before = Bill.objects.filter(advertiser=advertiser, kind=BillKind.MONTHLY_INVOICE).aggregate(
+        line=Sum("line_amount"), total=Sum("amount"), gross=Sum("gross_spend"), credits=Sum("credits_applied")
+    )
+    new_line = line - (before["line"] or ZERO)
+    new_total = line + arrears - (before["total"] or ZERO)
+    if new_total <= 0:
+        return None
+    return Bill.objects.create(
+        advertiser=advertiser,
+        kind=BillKind.MONTHLY_INVOICE,
+        number=invoice_number_take(settings.INVOICE_ISSUER),
+        amount=new_total,
+        line_amount=new_line,
+        gross_spend=gross - (before["gross"] or ZERO),
+        credits_applied=credits - (before["credits"] or ZERO),
+        currency=advertiser.currency,
+        issued_at=at,
+        due_at=at + timedelta(days=settings.INVOICE_DUE_DAYS),
+        period_start=start,
+        period_end=end,
+    )
+
+
+def issue_monthly_invoices(*, at: datetime | None = None, chunk: int = 200) -> dict:
+    """Job (R27, R33): on the 1st (account time zone) invoice last month; mark overdue invoices
+    and pause their delivery. Safe to run again or concurrently: one invoice per account and month."""
+    from portal.models import Advertiser, AdvertiserStatus, BillingMethod, CampaignStatus
+
+    at = at or timezone.now()
+    counts = {"issued": 0, "overdue": 0}
+    accounts = Advertiser.objects.filter(billing_method=BillingMethod.MONTHLY_INVOICE).exclude(
+        status=AdvertiserStatus.CLOSED
+    )
+    after = 0
+    while True:
+        ids = list(accounts.filter(pk__gt=after).order_by("pk").values_list("pk", flat=True)[:chunk])
+        if not ids:
+            break
+        after = ids[-1]
+        issued = []
+        with transaction.atomic():
+            for pk, adv in lock_advertisers(ids).items():
+                bill = invoice_issue(advertiser=adv, at=at)
+                if bill is not None:
+                    issued.append((adv, bill))
+            _notify_invoices(issued)
+        counts["issued"] += len(issued)
+    overdue = Bill.objects.filter(
+        kind=BillKind.MONTHLY_INVOICE, status__in=[BillStatus.OPEN, BillStatus.FAILED], due_at__lte=at
+    )
+    for adv_id in set(overdue.values_list("advertiser_id", flat=True)):
+        with transaction.atomic():
+            adv = lock_advertisers([adv_id])[adv_id]
+            n = overdue.filter(advertiser=adv).update(status=BillStatus.OVERDUE)
+            adv.campaigns.filter(status=CampaignStatus.ACTIVE).update(status=CampaignStatus.PAUSED_FUNDS)
+            counts["overdue"] += n
+    return counts
+
+
+def _notify_invoices(issued) -> None:
+    from billing.money import fmt
+    from portal.notifications import Draft, notify_many
+
+    notify_many([
+        Draft(adv, "invoice_issued", f"invoice_issued:{bill.pk}", {
+            "amount": f"{bill.currency} {fmt(bill.amount, bill.currency)}",
+            "number": bill.number,
+            "bill_id": bill.pk,
+            "month": bill.period_start.astimezone(adv.tz).strftime("%B %Y"),
+            "due": bill.due_at.astimezone(adv.tz).strftime("%b %-d, %Y"),
+        }, f"/a/{adv.pk}/payments/bills/{bill.pk}/")
+        for adv, bill in issued
+    ])

@@ -1,0 +1,110 @@
+"""Switching billing method (SPEC R28) and staff billing settings (R25, R27).
+
+Allowed: manual → automatic, manual → monthly invoicing, automatic → monthly invoicing; never back
+to manual, and invoicing only once staff marked the account eligible. What the old method owes is
+settled first (docs/decisions/0006-billing-methods.md): manual arrears must be paid by a deposit;
+automatic accrued spend is billed and charged at once, and failed bills must be paid; cash left
+from manual payment keeps paying spend before anything is billed.
+"""
+
+from django.db import transaction
+from django.utils import timezone
+
+from billing.autopay import autopay_setup, bill_collect, bill_create, threshold_set
+from billing.ledger import advertiser_accounts, lock_advertisers
+from billing.models import Bill, BillKind, BillStatus, PaymentMethod, Purpose
+from billing.money import parse_amount
+from portal.errors import BadInput, BusinessError
+from portal.models import AdvertiserStatus, BillingMethod
+
+ALLOWED = {
+    (BillingMethod.MANUAL, BillingMethod.AUTOMATIC),
+    (BillingMethod.MANUAL, BillingMethod.MONTHLY_INVOICE),
+    (BillingMethod.AUTOMATIC, BillingMethod.MONTHLY_INVOICE),
+}
+
+
+def billing_method_switch(*, advertiser, billing_method: str, at=None):
+    at = at or timezone.now()
+    if billing_method not in BillingMethod.values:
+        raise BadInput("invalid_billing_method", f"billing_method must be one of {', '.join(BillingMethod.values)}.")
+    switch_bill = None
+    with transaction.atomic():
+        adv = lock_advertisers([advertiser.pk])[advertiser.pk]
+        old = adv.billing_method
+        if old == billing_method:
+            raise BusinessError("billing_method_unchanged", f"The account already uses {adv.get_billing_method_display().lower()}.")
+        if billing_method == BillingMethod.MANUAL:
+            raise BusinessError("switch_to_manual_not_allowed", "An account never switches back to manual payment.")
+        if (old, billing_method) not in ALLOWED:
+            raise BusinessError(
+                "switch_not_allowed",
+                f"Switching from {adv.get_billing_method_display().lower()} to "
+                f"{BillingMethod(billing_method).label.lower()} is not allowed.",
+            )
+        if adv.status != AdvertiserStatus.ACTIVE:
+            raise BusinessError("account_not_active", f"A {adv.status} account cannot change its billing method.")
+        if billing_method == BillingMethod.MONTHLY_INVOICE:
+            if not adv.invoicing_eligible:
+                raise BusinessError("invoicing_not_eligible", "Monthly invoicing needs staff approval for this account.")
+            if adv.credit_line_limit <= 0:
+                raise BusinessError("no_credit_line", "Staff must set a credit line before the account moves to invoicing.")
+        if billing_method == BillingMethod.AUTOMATIC and not PaymentMethod.objects.filter(advertiser=adv).exists():
+            raise BusinessError("payment_method_required", "Add a payment method before switching to automatic payment.")
+        accounts = advertiser_accounts([adv.pk])[adv.pk]
+        if accounts[Purpose.ARREARS].balance > 0:
+            raise BusinessError("arrears_outstanding", "Pay the arrears with a deposit before switching.")
+        if Bill.objects.filter(advertiser=adv, status__in=[BillStatus.FAILED, BillStatus.OVERDUE]).exists():
+            raise BusinessError("bills_outstanding", "Pay the failed bills before switching.")
+        if old == BillingMethod.AUTOMATIC and accounts[Purpose.ACCRUED].balance > 0:
+            switch_bill = bill_create(advertiser=adv, accounts=accounts, kind=BillKind.SWITCH,
+                                      amount=accounts[Purpose.ACCRUED].balance, at=at)
+        adv.billing_method = billing_method
+        adv.save(update_fields=["billing_method"])
+        if billing_method == BillingMethod.AUTOMATIC:
+            autopay_setup(advertiser=adv, at=at)
+    if switch_bill is not None:
+        bill_collect(bill_id=switch_bill.pk, at=at)
+    advertiser.refresh_from_db()
+    return advertiser
+
+
+def billing_settings_set(*, advertiser, billing_threshold=None, bill_cycle=None, credit_line_limit=None,
+                         invoicing_eligible=None, reason: str = "set by staff"):
+    """Staff settings (API.md `/billing-settings`)."""
+    if bill_cycle is not None and bill_cycle not in ("weekly", "monthly"):
+        raise BadInput("invalid_bill_cycle", "bill_cycle must be weekly or monthly.")
+    limit = None
+    if credit_line_limit is not None:
+        limit = parse_amount(credit_line_limit, advertiser.currency, field="credit_line_limit", allow_zero=True)
+    if invoicing_eligible is not None and not isinstance(invoicing_eligible, bool):
+        raise BadInput("invalid_invoicing_eligible", "invoicing_eligible must be true or false.")
+    with transaction.atomic():
+        adv = lock_advertisers([advertiser.pk])[advertiser.pk]
+        if billing_threshold is not None:
+            threshold_set(advertiser=adv, amount=billing_threshold, reason=reason)
+        fields = []
+        if bill_cycle is not None and bill_cycle != adv.bill_cycle:
+            adv.bill_cycle = bill_cycle
+            fields.append("bill_cycle")
+            if adv.billing_method == BillingMethod.AUTOMATIC:
+                adv.next_bill_at = None
+                fields.append("next_bill_at")
+        if limit is not None:
+            adv.credit_line_limit = limit
+            fields.append("credit_line_limit")
+        if invoicing_eligible is not None:
+            adv.invoicing_eligible = invoicing_eligible
+            fields.append("invoicing_eligible")
+        if fields:
+            adv.save(update_fields=fields)
+        if adv.billing_method == BillingMethod.AUTOMATIC and adv.next_bill_at is None:
+            autopay_setup(advertiser=adv)
+        if limit is not None and adv.billing_method == BillingMethod.MONTHLY_INVOICE:
+            from billing.autopay import account_paid_up
+            from billing.deposits import campaigns_resume
+
+            if account_paid_up(adv):
+                campaigns_resume(advertiser=adv)
+    advertiser.refresh_from_db()
+    return advertiser
