@@ -177,7 +177,8 @@ def test_the_celery_task_runs_eagerly(accounts, eager_celery):
     assert SpendEvent.objects.count() == 4
     assert revenue(accounts["manual"]) == spent(accounts["manual"]) > 0
     # the name the DEMO_SIMULATOR beat entry uses resolves to this task
-    assert celery_app.tasks["billing.tasks.simulate_delivery"] is simulate_delivery_task
+    assert celery_app.tasks["billing.tasks.simulate_delivery"].delay().get()["events"] == 4
+    assert SpendEvent.objects.count() == 8
 
 
 def test_the_management_command_runs_rounds(accounts):
