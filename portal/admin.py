@@ -10,13 +10,17 @@ transactions read-only; money moves only through the services.
 import zoneinfo
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from billing.models import LedgerTransaction
-from billing.money import check_currency, fmt
+from billing.autopay import threshold_changes_this_month
+from billing.money import check_currency, fmt, parse_amount
 from billing.selectors import advertiser_balances
+from billing.switching import billing_settings_set
 from portal.errors import BadInput
 from portal.models import (
     Advertiser,
@@ -89,7 +93,12 @@ class CampaignInline(admin.TabularInline):
         return False
 
 
+BILLING_SETTINGS = ["credit_line_limit", "billing_threshold", "bill_cycle", "invoicing_eligible"]
+
+
 class AdvertiserForm(forms.ModelForm):
+    """Checks what the services would refuse, so a refusal is shown on the form, not as an error page."""
+
     class Meta:
         model = Advertiser
         fields = "__all__"
@@ -118,9 +127,34 @@ class AdvertiserForm(forms.ModelForm):
             )
         return status
 
+    def clean(self):
+        data = super().clean()
+        currency = self.instance.currency if self.instance.pk else data.get("currency")
+        if not currency:
+            return data
+        for name in ("credit_line_limit", "billing_threshold"):
+            value = data.get(name)
+            if value is not None and name in self.changed_data:
+                try:
+                    data[name] = parse_amount(format(value.normalize(), "f"), currency, field=name.replace("_", " "),
+                                              allow_zero=name == "credit_line_limit")
+                except BadInput as e:
+                    self.add_error(name, e.message)
+        if self.instance.pk and "billing_threshold" in self.changed_data:
+            if data.get("billing_threshold") is None:
+                self.add_error("billing_threshold", "A billing threshold can be changed but not removed.")
+            elif threshold_changes_this_month(self.instance, timezone.now()) >= settings.BILLING_MAX_THRESHOLD_CHANGES_PER_MONTH:
+                self.add_error("billing_threshold", "The billing threshold can change at most "
+                               f"{settings.BILLING_MAX_THRESHOLD_CHANGES_PER_MONTH} times in a calendar month (R25).")
+        return data
+
 
 @admin.register(Advertiser)
 class AdvertiserAdmin(admin.ModelAdmin):
+    """Staff settings (threshold, bill cycle, credit line, invoicing eligibility) go through
+    `billing_settings_set`, so threshold changes are counted (R25) and paused campaigns resume when
+    a credit line is raised. The billing method changes only through the switch rules (R28)."""
+
     form = AdvertiserForm
     list_display = ["id", "name", "business_center", "currency", "billing_method", "status", "credit_frozen",
                     "registered_at"]
@@ -138,7 +172,8 @@ class AdvertiserAdmin(admin.ModelAdmin):
         (None, {"fields": ["name", "business_center", "currency", "timezone", "status", "signup_source",
                            "registered_at", "shop_id", "credit_frozen", "created_at"]}),
         ("Billing settings", {"fields": ["billing_method", "invoicing_eligible", "credit_line_limit",
-                                         "billing_threshold", "bill_cycle"]}),
+                                         "billing_threshold", "bill_cycle", "next_bill_at", "failed_payments",
+                                         "successful_payments"]}),
         ("Money (read-only, from the ledger)", {"fields": ["balances_summary", "recent_transactions"]}),
     ]
 
@@ -149,16 +184,24 @@ class AdvertiserAdmin(admin.ModelAdmin):
         if obj is None:
             return []
         return ["business_center", "currency", "timezone", "signup_source", "registered_at", "credit_frozen",
-                "created_at", "billing_method", "balances_summary", "recent_transactions"]
+                "created_at", "billing_method", "next_bill_at", "failed_payments", "successful_payments",
+                "balances_summary", "recent_transactions"]
 
     def get_inlines(self, request, obj):
         return self.inlines if obj else []
 
     def save_model(self, request, obj, form, change):
-        if change:
-            super().save_model(request, obj, form, change)
-            return
         data = form.cleaned_data
+        reason = f"set by {request.user.get_username()} in admin"
+        if change:
+            plain = [f for f in form.changed_data if f not in BILLING_SETTINGS]
+            if plain:
+                obj.save(update_fields=plain)
+            settings_changed = {f: data[f] for f in form.changed_data if f in BILLING_SETTINGS}
+            if settings_changed:
+                billing_settings_set(advertiser=obj, reason=reason, **settings_changed)
+            obj.refresh_from_db()
+            return
         created = advertiser_create(
             name=data["name"],
             currency=data["currency"],
@@ -169,10 +212,11 @@ class AdvertiserAdmin(admin.ModelAdmin):
             signup_source=data["signup_source"],
             shop_id=data["shop_id"],
         )
-        created.credit_line_limit = data["credit_line_limit"]
-        created.billing_threshold = data["billing_threshold"]
-        created.bill_cycle = data["bill_cycle"]
-        created.save(update_fields=["credit_line_limit", "billing_threshold", "bill_cycle"])
+        billing_settings_set(
+            advertiser=created, reason=reason, credit_line_limit=data["credit_line_limit"] or None,
+            billing_threshold=data["billing_threshold"], bill_cycle=data["bill_cycle"],
+        )
+        created.refresh_from_db()
         obj.__dict__.update({k: v for k, v in created.__dict__.items() if k != "_state"})
         obj._state.adding = False
 

@@ -8,9 +8,19 @@ import pytest
 from django.contrib.admin.models import LogEntry
 from django.db.models import Sum
 from django.urls import reverse
-from django.utils import timezone
 
-from billing.models import ADVERTISER_PURPOSES, CREDIT, DEBIT, Deposit, LedgerAccount, LedgerEntry, LedgerTransaction, SpendEvent, TxKind
+from billing.models import (
+    ADVERTISER_PURPOSES,
+    CREDIT,
+    DEBIT,
+    Deposit,
+    LedgerAccount,
+    LedgerEntry,
+    LedgerTransaction,
+    SpendEvent,
+    ThresholdChange,
+    TxKind,
+)
 from billing.selectors import advertiser_balances
 from billing.spend import spend_record
 from portal.models import Advertiser, Membership
@@ -314,30 +324,73 @@ def test_advertiser_admin_rejects_unknown_currency_and_closing_by_edit(client, s
     assert response.status_code == 200 and "Unknown currency" in response.text
     assert not Advertiser.objects.filter(name="Bad Money").exists()
     adv = AdvertiserFactory()
-    change = client.post(reverse("admin:portal_advertiser_change", args=[adv.pk]), {
-        "name": adv.name, "status": "closed", "shop_id": "", "invoicing_eligible": "", "credit_line_limit": "0",
-        "billing_threshold": "", "bill_cycle": "monthly",
-        "memberships-TOTAL_FORMS": "0", "memberships-INITIAL_FORMS": "0",
-        "campaigns-TOTAL_FORMS": "0", "campaigns-INITIAL_FORMS": "0",
-    })
+    change = client.post(reverse("admin:portal_advertiser_change", args=[adv.pk]),
+                         advertiser_change_post(adv, status="closed"))
     assert change.status_code == 200 and "An account is closed only by refunding" in change.text
     adv.refresh_from_db()
     assert adv.status == "active"
 
 
-def test_staff_sets_a_credit_line_and_it_is_audited(client, support):
-    adv = AdvertiserFactory(billing_method="monthly_invoice")
-    response = client.post(reverse("admin:portal_advertiser_change", args=[adv.pk]), {
-        "name": adv.name, "status": "active", "shop_id": "", "invoicing_eligible": "on", "credit_line_limit": "5000",
-        "billing_threshold": "", "bill_cycle": "monthly",
+def advertiser_change_post(adv, **overrides):
+    data = {
+        "name": adv.name, "status": adv.status, "shop_id": adv.shop_id,
+        "invoicing_eligible": "on" if adv.invoicing_eligible else "",
+        "credit_line_limit": str(adv.credit_line_limit),
+        "billing_threshold": "" if adv.billing_threshold is None else str(adv.billing_threshold),
+        "bill_cycle": adv.bill_cycle,
         "memberships-TOTAL_FORMS": "0", "memberships-INITIAL_FORMS": "0",
         "campaigns-TOTAL_FORMS": "0", "campaigns-INITIAL_FORMS": "0",
-    })
+    }
+    data.update(overrides)
+    return data
+
+
+def test_raising_a_credit_line_resumes_paused_campaigns_and_is_audited(client, support, spend_event):
+    # given an invoiced account whose credit line ran out: campaigns paused by billing
+    adv = AdvertiserFactory(billing_method="monthly_invoice")
+    Advertiser.objects.filter(pk=adv.pk).update(credit_line_limit=Decimal("100"))
+    adv.refresh_from_db()
+    camp = CampaignFactory(advertiser=adv)
+    spend_record(event=spend_event(camp, "100.00"))
+    camp.refresh_from_db()
+    assert camp.status == "paused_funds"
+    # when support raises the credit line in the admin
+    url = reverse("admin:portal_advertiser_change", args=[adv.pk])
+    response = client.post(url, advertiser_change_post(adv, credit_line_limit="5000"))
+    # then the limit is set through the billing service and delivery resumes
     assert response.status_code == 302
     adv.refresh_from_db()
+    camp.refresh_from_db()
     assert adv.credit_line_limit == Decimal("5000")
     assert advertiser_balances(advertiser=adv).credit_line_limit == Decimal("5000")
+    assert camp.status == "active"
     assert "Credit line limit" in LogEntry.objects.get(object_id=str(adv.pk)).get_change_message()
+    # and a limit with more places than the currency allows is refused on the form
+    bad = client.post(url, advertiser_change_post(adv, credit_line_limit="10.123"))
+    assert bad.status_code == 200 and "more decimal places than USD allows" in bad.text
+    adv.refresh_from_db()
+    assert adv.credit_line_limit == Decimal("5000")
+
+
+def test_threshold_changes_are_counted_and_limited_to_three_a_month(client, support):
+    adv = AdvertiserFactory(billing_method="automatic")
+    url = reverse("admin:portal_advertiser_change", args=[adv.pk])
+    for amount in ("200.00", "300.00", "400.00"):
+        adv.refresh_from_db()
+        assert client.post(url, advertiser_change_post(adv, billing_threshold=amount)).status_code == 302
+    adv.refresh_from_db()
+    assert adv.billing_threshold == Decimal("400.00")
+    assert list(ThresholdChange.objects.filter(advertiser=adv).order_by("pk").values_list("new", flat=True)) == [
+        Decimal("200.00"), Decimal("300.00"), Decimal("400.00")]
+    assert ThresholdChange.objects.filter(advertiser=adv, reason="set by support-agent in admin").count() == 3
+    refused = client.post(url, advertiser_change_post(adv, billing_threshold="500.00"))
+    assert refused.status_code == 200 and "at most 3 times in a calendar month" in refused.text
+    adv.refresh_from_db()
+    assert adv.billing_threshold == Decimal("400.00")
+    # other fields still save without touching the threshold
+    assert client.post(url, advertiser_change_post(adv, name="Renamed Co")).status_code == 302
+    adv.refresh_from_db()
+    assert adv.name == "Renamed Co" and ThresholdChange.objects.filter(advertiser=adv).count() == 3
 
 
 def test_non_staff_user_is_sent_to_the_admin_login(client):
