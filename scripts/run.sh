@@ -23,7 +23,9 @@ mkdir -p var/broker/queue var/broker/processed
 pids=()
 
 stop() {
-  trap - INT TERM EXIT
+  # Ignore further signals while stopping (make and the terminal may both send one).
+  trap '' INT TERM
+  trap - EXIT
   local pid alive
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   # Celery finishes its current task on TERM; give everything 15 s, then force.
