@@ -1,1 +1,30 @@
-urlpatterns = []
+"""The browser dashboard. Every advertiser page lives under /a/<advertiser_id>/."""
+
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from billing import views as billing_views
+from portal import views
+from promotions import views as promotions_views
+
+urlpatterns = [
+    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("", views.home, name="dashboard"),
+    path("a/<int:advertiser_id>/", views.advertiser_home, name="advertiser_home"),
+    path("a/<int:advertiser_id>/campaigns/", views.campaigns, name="campaigns"),
+    path("a/<int:advertiser_id>/payments/", billing_views.overview, name="payments_overview"),
+    path("a/<int:advertiser_id>/payments/transactions/", billing_views.transactions, name="payments_transactions"),
+    path(
+        "a/<int:advertiser_id>/payments/transactions.csv",
+        billing_views.transactions_csv,
+        name="payments_transactions_csv",
+    ),
+    path("a/<int:advertiser_id>/payments/add-funds/", billing_views.add_funds, name="payments_add_funds"),
+    path("a/<int:advertiser_id>/payments/credits/", promotions_views.credits, name="payments_credits"),
+    path(
+        "a/<int:advertiser_id>/payments/credits/<int:credit_id>/assign/",
+        promotions_views.credit_assign_campaigns,
+        name="payments_credit_assign",
+    ),
+]

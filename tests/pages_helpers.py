@@ -1,0 +1,115 @@
+"""Helpers for dashboard page tests: an advertiser with one user per role, logged-in clients,
+spend and visible-text helpers. Import the fixtures into a test module to use them."""
+
+import itertools
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from html import unescape
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from billing.spend import spend_record
+from portal.models import Advertiser, Campaign, Membership
+from tests.factories import AdvertiserFactory, CampaignFactory, UserFactory
+
+PASSWORD = "pw-correct-horse-42"  # tests.factories.UserFactory's password
+ROLES = ("admin", "finance", "operator", "analyst")
+_events = itertools.count(1)
+
+
+@dataclass
+class Team:
+    """An advertiser, a user per role, a campaign, and a member of another advertiser."""
+
+    advertiser: Advertiser
+    campaign: Campaign
+    users: dict
+    outsider: object  # admin of another advertiser: must get 404 here
+
+    def client(self, role: str) -> Client:
+        return logged_in(self.users[role])
+
+    @property
+    def admin(self) -> Client:
+        return self.client("admin")
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    """Page tests log in many users; a cheap hasher keeps them quick (import this fixture)."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def member(advertiser, role: str, username: str | None = None):
+    """A user with one role on `advertiser` (password PASSWORD)."""
+    user = UserFactory(username=username) if username else UserFactory()
+    Membership.objects.create(user=user, advertiser=advertiser, role=role)
+    return user
+
+
+def make_team(**advertiser_fields) -> Team:
+    adv = AdvertiserFactory(**advertiser_fields)
+    campaign = CampaignFactory(advertiser=adv, name="Spring sale", objective="TRAFFIC")
+    users = {role: member(adv, role) for role in ROLES}
+    outsider = member(AdvertiserFactory(name="Someone else"), "admin")
+    return Team(adv, campaign, users, outsider)
+
+
+@pytest.fixture
+def team(db, fast_password_hashing) -> Team:
+    return make_team(name="Acme Shoes")
+
+
+def logged_in(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def spend(campaign, amount: str, *, occurred_at=None, kind=None):
+    """Record one charge through the real spend service; returns its SpendResult."""
+    event = {
+        "event_id": f"page-ev-{next(_events)}",
+        "advertiser_id": str(campaign.advertiser_id),
+        "campaign_id": str(campaign.pk),
+        "amount": amount,
+        "currency": campaign.advertiser.currency,
+        "occurred_at": (occurred_at or timezone.now() - timedelta(minutes=1)).isoformat(),
+    }
+    if kind:
+        event["kind"] = kind
+    return spend_record(event=event)
+
+
+def text(response_or_html) -> str:
+    """The text a user reads: tags dropped, entities decoded, whitespace collapsed."""
+    html = response_or_html if isinstance(response_or_html, str) else response_or_html.content.decode()
+    html = re.sub(r"<(script|style|title)\b.*?</\1>", " ", html, flags=re.S)
+    return re.sub(r"\s+", " ", unescape(re.sub(r"<[^>]+>", " ", html))).strip()
+
+
+def between(haystack: str, start: str, end: str) -> str:
+    """The part of `haystack` between two markers (e.g. one card of a page)."""
+    i = haystack.index(start)
+    return haystack[i : haystack.index(end, i + len(start))]
+
+
+def element(html: str, element_id: str) -> str:
+    """The HTML of the element with this id, up to its matching closing tag (simple nesting)."""
+    m = re.search(rf'<(\w+)[^>]*\bid="{re.escape(element_id)}"', html)
+    assert m, f"no element #{element_id}"
+    tag, start = m.group(1), m.start()
+    depth, pos = 0, start
+    for t in re.finditer(rf"<(/?){tag}\b[^>]*>", html[start:]):
+        depth += -1 if t.group(1) else 1
+        if depth == 0:
+            pos = start + t.end()
+            break
+    return html[start:pos]
+
+
+__all__ = ["PASSWORD", "ROLES", "Team", "make_team", "member", "team", "fast_password_hashing", "logged_in", "spend",
+           "text", "between", "element"]
