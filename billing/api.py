@@ -3,7 +3,7 @@
 from typing import Annotated, Any
 
 from ninja import Router, Schema, Status
-from pydantic import Field, WithJsonSchema, model_validator
+from pydantic import BaseModel, Field, WithJsonSchema, model_validator
 
 from billing.bc import bc_cash_balance, bc_deposit_create
 from billing.deposits import cash_refund, deposit_create
@@ -86,7 +86,7 @@ class RefundOut(Schema):
     status: str
 
 
-class SpendEventIn(Schema):
+class SpendEventIn(BaseModel):
     """Every field is checked by the spend service, which names the bad event's index."""
 
     event_id: Annotated[Any, WithJsonSchema({"type": "string", "maxLength": 128})] = None

@@ -3,6 +3,7 @@
 Import the fixtures you use into a test module (`from tests.api_helpers import api, staff`).
 """
 
+import itertools
 import json
 
 import pytest
@@ -10,9 +11,18 @@ from django.test import Client
 
 from billing.models import LedgerTransaction, SpendEvent
 from portal.models import BCMembership
-from tests.factories import UserFactory, member, token_for
+from django.contrib.auth import get_user_model
+
+from portal.models import Membership
+from tests.factories import token_for
 
 BASE = "/api/v1"
+_users = itertools.count(1)
+
+
+def api_user(*, is_staff: bool = False, username: str | None = None):
+    """A user without a password: API callers authenticate by token, and hashing is slow."""
+    return get_user_model().objects.create(username=username or f"api-user-{next(_users)}", is_staff=is_staff)
 
 
 class Api:
@@ -45,22 +55,24 @@ def api():
 @pytest.fixture
 def staff(db):
     """A support/service user's token."""
-    return token_for(UserFactory(is_staff=True))
+    return token_for(api_user(is_staff=True))
 
 
 def role_token(advertiser, role: str) -> str:
-    return token_for(member(advertiser, role))
+    user = api_user()
+    Membership.objects.create(user=user, advertiser=advertiser, role=role)
+    return token_for(user)
 
 
 def bc_role_token(business_center, role: str) -> str:
-    user = UserFactory()
+    user = api_user()
     BCMembership.objects.create(user=user, business_center=business_center, role=role)
     return token_for(user)
 
 
 def stranger_token() -> str:
     """A user who belongs to no advertiser and no Business Center."""
-    return token_for(UserFactory())
+    return token_for(api_user())
 
 
 def error_of(response) -> dict:
@@ -72,3 +84,41 @@ def error_of(response) -> dict:
 
 def ledger_counts() -> tuple[int, int]:
     return SpendEvent.objects.count(), LedgerTransaction.objects.count()
+
+
+class World:
+    """Advertiser `adv` (in Business Center `bc`, 500.00 cash, one campaign, one coupon, one
+    recorded charge) and a token for every kind of caller:
+
+    staff · admin, finance, operator, analyst (of `adv`) · bc_admin, bc_finance (of `bc`) ·
+    other (admin of `other_adv`, another BC-less advertiser) · stranger (belongs to nothing).
+    """
+
+    def __init__(self):
+        from billing.spend import spend_record
+        from tests.factories import AdvertiserFactory, BusinessCenterFactory, CampaignFactory, deposit, grant
+
+        self.bc = BusinessCenterFactory()
+        self.adv = AdvertiserFactory(business_center=self.bc)
+        self.campaign = CampaignFactory(advertiser=self.adv)
+        deposit(self.adv, "500.00", key="world-deposit")
+        self.coupon = grant(self.adv, "assignable", "50.00", key="world-coupon")
+        self.event_id = "world-charge-1"
+        spend_record(event={
+            "event_id": self.event_id, "advertiser_id": self.adv.pk, "campaign_id": self.campaign.pk,
+            "amount": "10.00", "currency": "USD", "occurred_at": "2024-01-01T00:00:00+00:00",
+        })
+        self.other_adv = AdvertiserFactory()
+        self.tokens = {
+            "staff": token_for(api_user(is_staff=True)),
+            **{role: role_token(self.adv, role) for role in ("admin", "finance", "operator", "analyst")},
+            "bc_admin": bc_role_token(self.bc, "admin"),
+            "bc_finance": bc_role_token(self.bc, "finance"),
+            "other": role_token(self.other_adv, "admin"),
+            "stranger": stranger_token(),
+        }
+
+
+@pytest.fixture
+def world(db):
+    return World()
