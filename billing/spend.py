@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from billing.ledger import Posting, advertiser_accounts, ledger_post_many, lock_advertisers
@@ -262,21 +262,32 @@ def spend_record_batch(*, events) -> list[SpendResult]:
 
         if postings:
             ledger_post_many(postings)
-            SpendEvent.objects.bulk_create(
-                [
-                    SpendEvent(
-                        event_id=it.event_id,
-                        advertiser_id=it.advertiser_id,
-                        campaign_id=it.campaign_id,
-                        amount=it.amount,
-                        currency=it.currency,
-                        occurred_at=it.occurred_at,
-                        kind=it.kind,
-                        transaction=p.transaction,
-                    )
-                    for it, p in zip(fresh, postings)
-                ]
-            )
+            try:
+                SpendEvent.objects.bulk_create(
+                    [
+                        SpendEvent(
+                            event_id=it.event_id,
+                            advertiser_id=it.advertiser_id,
+                            campaign_id=it.campaign_id,
+                            amount=it.amount,
+                            currency=it.currency,
+                            occurred_at=it.occurred_at,
+                            kind=it.kind,
+                            transaction=p.transaction,
+                        )
+                        for it, p in zip(fresh, postings)
+                    ]
+                )
+            except IntegrityError as e:
+                # R15: a concurrent request booked one of these event_ids after our check. Requests
+                # for the same advertiser are serialised by its lock, so that request was for
+                # another advertiser: other content, a conflict. The whole batch rolls back.
+                if "event_id" not in str(e):
+                    raise
+                raise Conflict(
+                    "event_id_conflict",
+                    "An event_id in this batch was just used for a different charge by another request.",
+                ) from e
             enrollments_record_spend(
                 charges=[
                     (it.advertiser_id, it.campaign, it.occurred_at, allocations[it.event_id])
