@@ -6,7 +6,7 @@ names the rule (R4), instead of a generic type error. Output is rendered here: a
 with exactly the currency's places, timestamps ISO 8601 with offset, ids as strings.
 """
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from ninja import Schema
@@ -74,7 +74,8 @@ ERRORS = {frozenset({400, 401, 403, 404, 409, 422}): ErrorOut}
 
 
 def iso(t: datetime | None) -> str | None:
-    return t.isoformat() if t is not None else None
+    """Timestamps are answered in UTC, so the same instant always reads the same."""
+    return t.astimezone(UTC).isoformat() if t is not None else None
 
 
 def money(amount, currency: str) -> str:
