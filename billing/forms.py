@@ -16,11 +16,18 @@ from portal.errors import BusinessError
 EXPIRY = re.compile(r"^\s*(\d{1,2})\s*/\s*(\d{2}|\d{4})\s*$")
 
 
+class CardNumberInput(forms.TextInput):
+    """Never renders the typed value back: a card number is not echoed into a page."""
+
+    def format_value(self, value):
+        return None
+
+
 class AddFundsForm(forms.Form):
     amount = forms.CharField(max_length=32)
     card_number = forms.CharField(
         max_length=32,
-        widget=forms.TextInput(attrs={"inputmode": "numeric", "autocomplete": "cc-number", "placeholder": "1234 1234 1234 1234"}),
+        widget=CardNumberInput(attrs={"inputmode": "numeric", "autocomplete": "cc-number", "placeholder": "1234 1234 1234 1234"}),
     )
     expiry = forms.CharField(
         label="Expiry (MM/YY)",
