@@ -54,6 +54,7 @@ services:
 	@DATABASE_URL=$(TEST_DATABASE_URL) scripts/ensure-services.sh
 
 test: install-test chromium services dirs
+	@$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(TEST_ENV) $(VENV)/bin/pytest $(PYTEST_ARGS)
 
 bench: install-test services dirs
