@@ -13,9 +13,8 @@ export PYTHON VENV
 
 # make run: SQLite under var/ and kombu's filesystem broker unless DATABASE_URL /
 # CELERY_BROKER_URL are set in the environment.
-HOST ?= 127.0.0.1
-PORT ?= 8000
-export HOST PORT
+BIND ?= 127.0.0.1:8000
+export BIND
 
 # make test: the suite runs against PostgreSQL and Redis.
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/portal
@@ -28,7 +27,7 @@ TEST_ENV = DATABASE_URL=$(TEST_DATABASE_URL) CACHE_URL=$(TEST_CACHE_URL) CELERY_
 
 help:
 	@echo "make run      create .venv (Python 3.12), install pinned deps, migrate, load the demo,"
-	@echo "              serve http://$(HOST):$(PORT)/ with Celery worker + beat (Ctrl-C stops all)"
+	@echo "              serve http://$(BIND)/ with Celery worker + beat (Ctrl-C stops all)"
 	@echo "make test     install deps + test extras, Chromium, start PostgreSQL/Redis, run pytest"
 	@echo "make bench    run bench/run against the same services"
 	@echo "make lint     system checks, migrations up to date, every module compiles"

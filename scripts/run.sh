@@ -2,15 +2,14 @@
 # Prepare the database and serve the portal with a Celery worker and Celery beat.
 # Ctrl-C (or SIGTERM) stops all three; if one of them dies, the others are stopped too.
 #
-# Environment: HOST (default 127.0.0.1), PORT (default 8000), VENV (default .venv),
+# Environment: BIND (address:port, default 127.0.0.1:8000), VENV (default .venv),
 # WEB_WORKERS (gunicorn processes, default 2), DEMO_SIMULATOR (default 1: beat runs the
 # delivery simulator), plus the portal's own settings (DATABASE_URL, CELERY_BROKER_URL, ...).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bin="${VENV:-.venv}/bin"
-HOST="${HOST:-127.0.0.1}"
-PORT="${PORT:-8000}"
+BIND="${BIND:-127.0.0.1:8000}"
 export DEMO_SIMULATOR="${DEMO_SIMULATOR:-1}"
 
 # kombu's filesystem broker (the default without CELERY_BROKER_URL) needs its folders.
@@ -44,7 +43,7 @@ trap 'stop; exit 143' TERM
 trap 'stop' EXIT
 
 "$bin/gunicorn" portal.wsgi:application \
-  --bind "$HOST:$PORT" --workers "${WEB_WORKERS:-2}" \
+  --bind "$BIND" --workers "${WEB_WORKERS:-2}" \
   --graceful-timeout 5 --access-logfile - &
 pids+=("$!")
 "$bin/celery" -A portal worker --pool=solo --loglevel=INFO &
@@ -52,7 +51,7 @@ pids+=("$!")
 "$bin/celery" -A portal beat --loglevel=INFO &
 pids+=("$!")
 
-echo "==> portal on http://$HOST:$PORT/ with Celery worker and beat (DEMO_SIMULATOR=$DEMO_SIMULATOR); Ctrl-C stops all"
+echo "==> portal on http://$BIND/ with Celery worker and beat (DEMO_SIMULATOR=$DEMO_SIMULATOR); Ctrl-C stops all"
 
 # Whichever process ends first (normally none until Ctrl-C) ends the whole run.
 status=0
