@@ -199,6 +199,10 @@ def _book_result(*, bill_id: int, result, last4: str, at: datetime) -> Bill:
             adv.save(update_fields=["failed_payments", "successful_payments"])
             if failures > settings.BILLING_PAUSE_AFTER_FAILURES:
                 adv.campaigns.filter(status=CampaignStatus.ACTIVE).update(status=CampaignStatus.PAUSED_FUNDS)
+            from promotions.freeze import AUTO_FREEZE_AFTER_FAILED_PAYMENTS, credit_freeze
+
+            if failures >= AUTO_FREEZE_AFTER_FAILED_PAYMENTS and not adv.credit_frozen:
+                credit_freeze(advertiser=adv, reason=f"{failures} failed payments in a row", rule="failed_payments")
             _notify_bill(adv, bill, "payment_failed")
     return bill
 

@@ -296,3 +296,18 @@ class GatewayCharge(models.Model):
     status = models.CharField(max_length=16)
     reference = models.CharField(max_length=64)
     created_at = models.DateTimeField(default=timezone.now)
+
+
+class ReconciliationRun(models.Model):
+    """One run of `reconcile_ledger` (R14, R33): what it checked and every difference it found.
+    Differences are reported, never fixed."""
+
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    accounts_checked = models.PositiveIntegerField(default=0)
+    transactions_checked = models.PositiveIntegerField(default=0)
+    differences = models.JSONField(default=list, blank=True)
+    ok = models.BooleanField(default=True)
+
+    def __str__(self) -> str:
+        return f"Reconciliation {self.started_at:%Y-%m-%d %H:%M} — {'ok' if self.ok else f'{len(self.differences)} differences'}"

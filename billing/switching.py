@@ -70,8 +70,10 @@ def billing_method_switch(*, advertiser, billing_method: str, at=None):
 
 
 def billing_settings_set(*, advertiser, billing_threshold=None, bill_cycle=None, credit_line_limit=None,
-                         invoicing_eligible=None, reason: str = "set by staff"):
-    """Staff settings (API.md `/billing-settings`)."""
+                         invoicing_eligible=None, reason: str = "set by staff", by=None):
+    """Staff settings (API.md `/billing-settings`), audited with before and after."""
+    from portal.audit import audit_record
+
     if bill_cycle is not None and bill_cycle not in ("weekly", "monthly"):
         raise BadInput("invalid_bill_cycle", "bill_cycle must be weekly or monthly.")
     limit = None
@@ -81,6 +83,12 @@ def billing_settings_set(*, advertiser, billing_threshold=None, bill_cycle=None,
         raise BadInput("invalid_invoicing_eligible", "invoicing_eligible must be true or false.")
     with transaction.atomic():
         adv = lock_advertisers([advertiser.pk])[advertiser.pk]
+        snapshot = lambda a: {  # noqa: E731
+            "billing_threshold": str(a.billing_threshold) if a.billing_threshold is not None else None,
+            "bill_cycle": a.bill_cycle, "credit_line_limit": str(a.credit_line_limit),
+            "invoicing_eligible": a.invoicing_eligible,
+        }
+        before = snapshot(adv)
         if billing_threshold is not None:
             threshold_set(advertiser=adv, amount=billing_threshold, reason=reason)
         fields = []
@@ -100,6 +108,10 @@ def billing_settings_set(*, advertiser, billing_threshold=None, bill_cycle=None,
             adv.save(update_fields=fields)
         if adv.billing_method == BillingMethod.AUTOMATIC and adv.next_bill_at is None:
             autopay_setup(advertiser=adv)
+        adv.refresh_from_db()
+        if snapshot(adv) != before:
+            audit_record(actor=by, action="billing_settings", advertiser=adv, target=f"advertiser {adv.pk}",
+                         reason=reason, before=before, after=snapshot(adv))
         if limit is not None and adv.billing_method == BillingMethod.MONTHLY_INVOICE:
             from billing.autopay import account_paid_up
             from billing.deposits import campaigns_resume

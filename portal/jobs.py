@@ -9,6 +9,7 @@ JOBS: dict[str, str] = {
     "charge_bill_dates": "billing.autopay.charge_bill_dates",
     "retry_payments": "billing.autopay.retry_payments",
     "issue_monthly_invoices": "billing.invoicing.issue_monthly_invoices",
+    "reconcile_ledger": "billing.reconcile.reconcile_ledger",
     "close_ladder_windows": "promotions.programs.close_ladder_windows",
     "expire_credits": "promotions.expiry.expire_credits",
     "remind_expiring": "promotions.expiry.remind_expiring",

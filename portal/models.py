@@ -202,3 +202,28 @@ class Notification(models.Model):
 
     def __str__(self) -> str:
         return self.subject
+
+
+class AuditLog(models.Model):
+    """Every staff action (SPEC R31, issue 5): who, when, what, why, before and after.
+
+    Rows are append-only: the admin shows them read-only and PostgreSQL refuses UPDATE and DELETE
+    (migration portal 0005).
+    """
+
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
+                              related_name="+")  # None: an automatic rule
+    actor_name = models.CharField(max_length=150)
+    action = models.CharField(max_length=64)
+    advertiser = models.ForeignKey(Advertiser, null=True, blank=True, on_delete=models.PROTECT, related_name="audit")
+    target = models.CharField(max_length=200, blank=True, default="")
+    reason = models.TextField()
+    before = models.JSONField(default=dict, blank=True)
+    after = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=now)
+
+    class Meta:
+        indexes = [models.Index(fields=["advertiser", "-created_at"], name="audit_adv_created")]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor_name} {self.action}"

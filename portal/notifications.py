@@ -25,6 +25,10 @@ SUBJECTS = {
     "bill_paid": "Payment received: {amount} for {bill_label} {number}",
     "payment_failed": "Payment failed: {amount} for {bill_label} {number}",
     "invoice_issued": "Invoice {number} for {month}: {amount} due {due}",
+    "credit_frozen": "Your ad credit has been frozen",
+    "appeal_received": "We received your appeal #{appeal_id}",
+    "appeal_decided": "Your appeal #{appeal_id} was {decision}",
+    "credit_withdrawn": "{amount} of ad credit was withdrawn",
 }
 
 

@@ -118,6 +118,9 @@ STORAGES = {
     },
 }
 MEDIA_ROOT = env.path("MEDIA_ROOT", default=str(VAR_DIR / "media"))
+# Appeal attachments live outside the static and media roots and are served only by a view that
+# checks membership (SPEC R31).
+PRIVATE_MEDIA_ROOT = env.path("PRIVATE_MEDIA_ROOT", default=str(VAR_DIR / "private"))
 
 # Production sends through SMTP (check --deploy refuses the console backend there).
 _SMTP_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
@@ -162,6 +165,8 @@ CELERY_BEAT_SCHEDULE = {
                           "options": {"expires": 290}},
     "retry-payments": {"task": "portal.tasks.run_job", "schedule": 600.0, "args": ["retry_payments"],
                        "options": {"expires": 590}},
+    "reconcile-ledger": {"task": "portal.tasks.run_job", "schedule": 3600.0, "args": ["reconcile_ledger"],
+                         "options": {"expires": 3500}},
     "issue-monthly-invoices": {"task": "portal.tasks.run_job", "schedule": 900.0, "args": ["issue_monthly_invoices"],
                                "options": {"expires": 890}},
     "close-ladder-windows": {"task": "portal.tasks.run_job", "schedule": 300.0, "args": ["close_ladder_windows"],

@@ -13,7 +13,8 @@ from billing.money import parse_amount
 from portal.errors import BadInput, BusinessError, Conflict
 from portal.models import AdvertiserStatus, Objective, ProductSource
 from promotions.models import Credit, CreditKind, CreditSource, CreditStatus
-from promotions.notify import notify_credit_issued
+from portal.audit import audit_record
+from promotions.notify import notify_credit_issued, notify_credit_withdrawn
 
 
 def _percent(value) -> Decimal:
@@ -97,6 +98,8 @@ def credit_grant(
                 return prior
         if adv.status != AdvertiserStatus.ACTIVE:
             raise BusinessError("account_not_active", f"Credit cannot be issued to a {adv.status} account.")
+        if adv.credit_frozen:
+            raise BusinessError("credit_frozen", "This advertiser's credit is frozen: no credit can be issued until it is unfrozen.")
         account = credit_account_open(adv)
         credit = Credit.objects.create(
             advertiser=adv, ledger_account=account, reason=reason.strip()[:500], granted_by=granted_by,
@@ -108,6 +111,10 @@ def credit_grant(
         p.move(debit=acc[Purpose.PROMOTION_EXPENSE], credit=account, amount=amount)
         ledger_post(p)
         credit.advertiser = adv
+        if source == CreditSource.MANAGED:
+            audit_record(actor=granted_by, action="credit_grant", advertiser=adv, target=f"credit {credit.pk}",
+                         reason=credit.reason, after={"kind": kind, "amount": str(amount),
+                                                      "expires_at": expires_at.isoformat()})
         notify_credit_issued(credit)
     return credit
 
@@ -180,11 +187,16 @@ def credit_withdraw(*, credit: Credit, reason: str, by=None) -> Credit:
         if credit.status in (CreditStatus.EXPIRED, CreditStatus.WITHDRAWN):
             raise BusinessError("credit_not_active", f"This credit is already {credit.status}.")
         acc = advertiser_accounts([adv.pk])[adv.pk]
+        before = {"status": credit.status, "remaining": str(credit.ledger_account.balance)}
         ledger_post_many(
             credits_forfeit_postings(
                 advertiser=adv, accounts=acc, reason=f"withdrawn: {reason.strip()}", kind=TxKind.CREDIT_WITHDRAW,
                 status=CreditStatus.WITHDRAWN, credit_ids=[credit.pk],
             )
         )
-        credit.refresh_from_db()
+        credit = Credit.objects.select_related("ledger_account").get(pk=credit.pk)
+        credit.advertiser = adv
+        audit_record(actor=by, action="credit_withdraw", advertiser=adv, target=f"credit {credit.pk}",
+                     reason=reason.strip(), before=before, after={"status": credit.status, "remaining": "0"})
+        notify_credit_withdrawn(credit, before["remaining"], reason.strip())
     return credit

@@ -180,3 +180,52 @@ class Enrollment(models.Model):
             models.CheckConstraint(condition=Q(window_end__gt=models.F("window_start")), name="enrollment_window"),
         ]
         indexes = [models.Index(fields=["status", "window_end"], name="enrollment_status_end")]
+
+
+class FreezeEvent(models.Model):
+    """The freeze history of an advertiser's credit (R30)."""
+
+    advertiser = models.ForeignKey("portal.Advertiser", on_delete=models.PROTECT, related_name="freeze_events")
+    frozen = models.BooleanField()  # True: froze, False: unfroze
+    reason = models.CharField(max_length=500)
+    rule = models.CharField(max_length=32, blank=True, default="")  # automatic rule, or "" for staff
+    by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+
+class AppealStatus(models.TextChoices):
+    OPEN = "open", "Under review"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+
+
+class Appeal(models.Model):
+    """An advertiser's appeal against a credit freeze (R31). One open appeal at a time."""
+
+    advertiser = models.ForeignKey("portal.Advertiser", on_delete=models.PROTECT, related_name="appeals")
+    message = models.TextField()
+    status = models.CharField(max_length=16, choices=AppealStatus.choices, default=AppealStatus.OPEN)
+    filed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
+                                   related_name="+")
+    decision_note = models.TextField(blank=True, default="")
+    credits_withdrawn = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["advertiser"], condition=Q(status="open"), name="appeal_one_open"),
+        ]
+        indexes = [models.Index(fields=["status", "created_at"], name="appeal_status_created")]
+
+
+class AppealAttachment(models.Model):
+    """A file sent with an appeal: stored under a server-made name outside the static root."""
+
+    appeal = models.ForeignKey(Appeal, on_delete=models.CASCADE, related_name="attachments")
+    stored_name = models.CharField(max_length=100, unique=True)
+    original_name = models.CharField(max_length=200)
+    content_type = models.CharField(max_length=50)
+    size = models.PositiveIntegerField()
+    created_at = models.DateTimeField(default=timezone.now)

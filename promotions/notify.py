@@ -1,4 +1,6 @@
-"""The credit part of the notifications (SPEC R36): issued, expiring soon, expired."""
+"""The credit part of the notifications (SPEC R36): issued, expiring soon, expired, withdrawn."""
+
+from decimal import Decimal
 
 from billing.money import fmt
 from portal.notifications import Draft, notify_many
@@ -62,3 +64,9 @@ def credits_expired_draft(advertiser, expired: list[tuple[Credit, object]]) -> D
     key = f"credit-expired:{ids}" if len(ids) <= 100 else f"credit-expired:{expired[0][0].pk}..{expired[-1][0].pk}:{len(expired)}"
     return Draft(advertiser, "credit_expired", key,
                  {"amount": money(advertiser.currency, total), "credits": lines}, promotions_link(advertiser.pk))
+
+
+def notify_credit_withdrawn(credit: Credit, remaining, reason: str) -> None:
+    context = {**_context(credit, Decimal(remaining)), "reason": reason}
+    notify_many([Draft(credit.advertiser, "credit_withdrawn", f"credit-withdrawn:{credit.pk}", context,
+                       promotions_link(credit.advertiser_id))])
