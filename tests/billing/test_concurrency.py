@@ -25,6 +25,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 D = Decimal
 THREADS = 8
 TIMEOUT = 90
+BATCHES = 20
 
 
 def run_threads(work, n=THREADS):
@@ -111,14 +112,14 @@ def test_r11_multi_advertiser_batches_in_opposite_orders_do_not_deadlock_or_over
 
     def batches(t):
         out = []
-        for k in range(25):
+        for k in range(BATCHES):
             pair = [spend_event(c1, str(amount_for(t, k)), event_id=f"m1-{t}-{k}"),
                     spend_event(c2, str(amount_for(t, k + 3)), event_id=f"m2-{t}-{k}")]
             out.append(pair if t % 2 == 0 else pair[::-1])  # half the threads lock-order "backwards"
         return out
 
     plan = [batches(t) for t in range(THREADS)]
-    # when 8 threads post 25 two-advertiser batches each, in opposite orders
+    # when 8 threads post 20 two-advertiser batches each, in opposite orders
     results = no_errors(run_threads(lambda t: [spend_record_batch(events=b) for b in plan[t]]))
 
     # then every batch was applied whole, and each advertiser paid from its own funds, exactly
@@ -129,7 +130,7 @@ def test_r11_multi_advertiser_batches_in_opposite_orders_do_not_deadlock_or_over
         assert (bal.cash_balance, bal.credit_balance, bal.arrears) == (D("0"), D("0"), spent - credit - cash)
         assert purpose_balance(adv.pk, Purpose.REVENUE) == spent
     assert ledger_problems() == []
-    assert SpendEvent.objects.count() == THREADS * 25 * 2
+    assert SpendEvent.objects.count() == THREADS * BATCHES * 2
 
 
 def test_r23_concurrent_deposits_with_one_key_make_exactly_one_deposit():
