@@ -17,6 +17,7 @@ from billing.models import Deposit, LedgerTransaction, Purpose, SpendEvent
 from billing.selectors import advertiser_balances
 from billing.spend import spend_record, spend_record_batch
 from portal.errors import BusinessError
+from portal.models import Advertiser, Campaign
 from promotions.models import Credit
 from tests.factories import AdvertiserFactory, CampaignFactory, deposit, grant
 from tests.reference_model import ledger_problems, purpose_balance
@@ -131,6 +132,28 @@ def test_r11_multi_advertiser_batches_in_opposite_orders_do_not_deadlock_or_over
         assert purpose_balance(adv.pk, Purpose.REVENUE) == spent
     assert ledger_problems() == []
     assert SpendEvent.objects.count() == THREADS * BATCHES * 2
+
+
+def test_r11_r27_concurrent_charges_never_take_a_credit_line_over_its_limit(spend_event):
+    # given a monthly-invoicing advertiser with a 30.00 credit line and 5.00 of free credit
+    adv = AdvertiserFactory(billing_method="monthly_invoice")
+    Advertiser.objects.filter(pk=adv.pk).update(credit_line_limit=D("30.00"))
+    camp = CampaignFactory(advertiser=adv)
+    grant(adv, "free", "5.00")
+    events = [[spend_event(camp, str(amount_for(t, k)), event_id=f"l-{t}-{k}") for k in range(10)]
+              for t in range(THREADS)]
+    total = sum(D(ev["amount"]) for evs in events for ev in evs)
+    assert total > D("35.00")
+
+    # when 8 threads post 10 charges each
+    no_errors(run_threads(lambda t: [spend_record(event=ev) for ev in events[t]]))
+
+    # then the line is used exactly to its limit, never over; the rest is arrears; delivery pauses
+    bal = advertiser_balances(advertiser=adv)
+    assert (bal.credit_line_used, bal.credit_balance, bal.arrears) == (D("30.00"), D("0"), total - D("35.00"))
+    assert purpose_balance(adv.pk, Purpose.CREDIT_LINE) == D("30.00")
+    assert list(Campaign.objects.filter(advertiser=adv).values_list("status", flat=True)) == ["paused_funds"]
+    assert ledger_problems() == []
 
 
 def test_r23_concurrent_deposits_with_one_key_make_exactly_one_deposit():

@@ -390,3 +390,41 @@ def test_r11_one_batch_for_two_advertisers_pays_each_from_its_own_funds(spend_ev
                    ([], D("12.00"), D("3.00"))]
     assert (balances(a1).arrears, balances(a2).arrears, balances(a2).cash_balance) == (D("3.00"), D("3.00"), D("0"))
     assert ledger_problems() == []
+
+
+# --- input that is refused whole -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("patch", "code"),
+    [
+        ({"advertiser_id": "999999"}, "unknown_advertiser"),
+        ({"campaign_id": "OTHER"}, "unknown_campaign"),
+        ({"kind": "refund"}, "invalid_event"),
+        ({"event_id": ""}, "invalid_event"),
+        ({"event_id": "e" * 129}, "invalid_event"),
+        ({"occurred_at": "2026-01-01T00:00:00"}, "invalid_timestamp"),
+        ({"occurred_at": "yesterday"}, "invalid_timestamp"),
+        ({"amount": None}, "invalid_event"),
+    ],
+)
+def test_r15_a_malformed_event_is_refused_with_its_index_and_nothing_is_recorded(campaign, spend_event, patch, code):
+    other = CampaignFactory()
+    if patch.get("campaign_id") == "OTHER":
+        patch = {"campaign_id": str(other.pk)}  # a campaign of another advertiser
+    deposit(campaign.advertiser, "50.00")
+    good, bad = spend_event(campaign, "1.00"), {**spend_event(campaign, "2.00"), **patch}
+    before = (LedgerTransaction.objects.count(), SpendEvent.objects.count())
+    with pytest.raises(BadInput) as e:
+        spend_record_batch(events=[good, bad])
+    assert (e.value.code, e.value.details) == (code, {"index": 1})
+    assert (LedgerTransaction.objects.count(), SpendEvent.objects.count()) == before
+    assert balances(campaign.advertiser).cash_balance == D("50.00")
+
+
+@pytest.mark.parametrize(("events", "code"), [([], "invalid_events"), ("x", "invalid_events"),
+                                              ([{}] * 1001, "too_many_events")])
+def test_r15_a_batch_must_be_a_list_of_1_to_1000_events(events, code):
+    with pytest.raises(BadInput) as e:
+        spend_record_batch(events=events)
+    assert e.value.code == code
