@@ -15,6 +15,7 @@ from decimal import Decimal
 
 from django.db import transaction
 from django.db.models import Case, DecimalField, F, Value, When
+from django.db.models.functions import Round
 from django.utils import timezone
 
 from billing.models import (
@@ -113,9 +114,15 @@ def ledger_post_many(postings: list[Posting]) -> list[LedgerTransaction]:
         moved = {pk: d for pk, d in deltas.items() if d}
         if moved:
             out = DecimalField(max_digits=20, decimal_places=4)
+            # Round back to the 4 stored places: SQLite keeps decimals as binary floats, and using up
+            # a balance exactly (64.41 − 64.41) could otherwise leave −1e-14 and trip the CHECK.
             LedgerAccount.objects.filter(pk__in=moved).update(
-                balance=F("balance")
-                + Case(*[When(pk=pk, then=Value(d, output_field=out)) for pk, d in moved.items()], output_field=out)
+                balance=Round(
+                    F("balance")
+                    + Case(*[When(pk=pk, then=Value(d, output_field=out)) for pk, d in moved.items()], output_field=out),
+                    4,
+                    output_field=out,
+                )
             )
     for pk, delta in deltas.items():
         accounts[pk].balance += delta

@@ -26,7 +26,7 @@ from billing.spend import spend_record_batch
 
 ROUND_SECONDS = 15
 # One round's spend per campaign, in units of the currency's smallest deposit (USD: 20).
-SPEND_PER_ROUND = (Decimal("0.002"), Decimal("0.06"))  # USD 0.04 – 1.20
+SPEND_PER_ROUND = (Decimal("0.0005"), Decimal("0.0125"))  # USD 0.01 – 0.25
 OBJECTIVE_WEIGHT = {
     "REACH": Decimal("0.8"), "VIDEO_VIEWS": Decimal("0.7"), "TRAFFIC": Decimal("1.0"), "ENGAGEMENT": Decimal("0.6"),
     "LEAD_GENERATION": Decimal("1.2"), "APP_PROMOTION": Decimal("1.3"), "PRODUCT_SALES": Decimal("1.5"),

@@ -147,6 +147,10 @@ SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000")
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = VAR_DIR / "broker"
+    # The transport fails on missing folders: a management command that queues an email (load_demo)
+    # must work in a fresh checkout, not only after `make run` created them.
+    for _folder in ("queue", "processed"):
+        (_broker_dir / _folder).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),

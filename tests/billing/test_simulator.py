@@ -163,14 +163,9 @@ def test_spend_is_in_the_currency_minor_unit():
     assert advertiser_balances(advertiser=yen).accrued == ev.amount
 
 
-@pytest.fixture
-def eager_celery():
-    celery_app.conf.task_always_eager = True
-    yield
-    celery_app.conf.task_always_eager = False
-
-
-def test_the_celery_task_runs_eagerly(accounts, eager_celery):
+def test_the_celery_task_runs_eagerly(accounts):
+    # tests run Celery eagerly (tests/conftest.py): .delay() runs the task in-process
+    assert celery_app.conf.task_always_eager
     result = simulate_delivery_task.delay(at=timezone.now().isoformat())
     counts = result.get()
     assert counts["events"] == 4

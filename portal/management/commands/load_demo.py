@@ -1,0 +1,285 @@
+"""`manage.py load_demo`: a Business Center with three advertisers (one per billing method), their
+users, campaigns, credits of every kind, ladder enrollments and a month of spend history.
+
+Everything goes through the services (ledger rows are never written here), in one transaction,
+so a failure leaves nothing behind. It is idempotent: if the demo Business Center exists, it
+changes nothing and prints the same logins. The history is generated from a fixed seed, so every
+fresh load holds the same events and amounts (relative to the moment it runs).
+
+Spend history: every campaign gets a charge every 2–6 hours over the last 30 days, sized from
+its daily budget with a day/night rhythm and noise, backdated `occurred_at`, posted day by day
+with `spend_record_batch`. The automatic account's threshold bills are raised and paid (sandbox
+card) at the end of each day, as the billing job would have; the invoiced account gets last
+month's invoice on the 1st. Credits meant to pay history are valid from before it began.
+"""
+
+import os
+import random
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from decimal import Decimal
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import make_password
+from django.core.management.base import BaseCommand
+from django.db import transaction
+from django.utils import timezone
+
+from billing.autopay import bill_collect, bill_create, payment_method_set
+from billing.deposits import deposit_create
+from billing.invoicing import invoice_issue
+from billing.ledger import advertiser_accounts, lock_advertisers
+from billing.models import BillKind, Purpose
+from billing.money import fmt
+from billing.spend import spend_record_batch
+from billing.switching import billing_settings_set
+from portal.models import Advertiser, BusinessCenter, Campaign, CampaignStatus
+from portal.services import advertiser_create, bc_member_add, business_center_create, campaign_create, member_add
+from promotions.credits import credit_assign, credit_grant
+from promotions.programs import enrollment_create, program_create
+
+BC_NAME = "Demo Agency BC"
+PASSWORD = "demo-pass-2026"
+ROLE_USERS = {"admin": "demo_admin", "finance": "demo_finance", "operator": "demo_operator", "analyst": "demo_analyst"}
+STAFF_USER = "support"
+BC_ADMIN_USER = "demo_bc_admin"
+HISTORY_DAYS = 30
+SEED = 2026
+
+
+@dataclass(frozen=True)
+class CampaignSpec:
+    name: str
+    objective: str
+    product_source: str = "NONE"
+    daily: str = "0"  # typical daily spend in USD
+    status: str = CampaignStatus.ACTIVE
+
+
+ADVERTISERS = [
+    {
+        "key": "manual",
+        "name": "Demo Shop US",
+        "billing_method": "manual",
+        "timezone_name": "America/Los_Angeles",
+        "signup_source": "official_offer",
+        "registered_days_ago": 34,
+        "shop_id": "SHOP-7300121",
+        "campaigns": [
+            CampaignSpec("Holiday Sale — Shop Ads", "PRODUCT_SALES", "TIKTOK_SHOP", "60"),
+            CampaignSpec("Creator Showcase Videos", "VIDEO_VIEWS", "NONE", "25"),
+            CampaignSpec("Catalog Retargeting", "PRODUCT_SALES", "CATALOG", "35"),
+            CampaignSpec("Brand Reach — Q4", "REACH", "NONE", "20"),
+            CampaignSpec("Lead Form Test", "LEAD_GENERATION", "NONE", "0", CampaignStatus.PAUSED),
+        ],
+    },
+    {
+        "key": "automatic",
+        "name": "Demo Apparel Co",
+        "billing_method": "automatic",
+        "timezone_name": "America/New_York",
+        "signup_source": "organic",
+        "registered_days_ago": 210,
+        "shop_id": "",
+        "campaigns": [
+            CampaignSpec("Fall Collection Traffic", "TRAFFIC", "NONE", "45"),
+            CampaignSpec("App Install — iOS", "APP_PROMOTION", "NONE", "30"),
+            CampaignSpec("Checkout Conversions", "WEBSITE_CONVERSIONS", "CATALOG", "40"),
+        ],
+    },
+    {
+        "key": "invoice",
+        "name": "Demo Games Studio",
+        "billing_method": "monthly_invoice",
+        "timezone_name": "Asia/Singapore",
+        "signup_source": "organic",
+        "registered_days_ago": 420,
+        "shop_id": "",
+        "credit_line_limit": Decimal("5000"),
+        "campaigns": [
+            CampaignSpec("Launch Trailer Views", "VIDEO_VIEWS", "NONE", "30"),
+            CampaignSpec("Pre-register — Android", "APP_PROMOTION", "NONE", "45"),
+            CampaignSpec("Community Engagement", "ENGAGEMENT", "NONE", "15"),
+        ],
+    },
+]
+
+
+def demo_logins() -> list[str]:
+    base = f"http://{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}/"
+    return [
+        f"Demo login: {base}  user {ROLE_USERS['admin']}  password {PASSWORD}",
+        f"Staff login: {base}admin/  user {STAFF_USER}  password {PASSWORD}",
+        f"Other demo users (same password): {', '.join(u for r, u in ROLE_USERS.items() if r != 'admin')}, "
+        f"{BC_ADMIN_USER} (Business Center admin)",
+    ]
+
+
+class Command(BaseCommand):
+    help = "Load the demo data set (idempotent): Business Center, advertisers, users, credits, a month of spend."
+
+    def handle(self, *args, **options):
+        if BusinessCenter.objects.filter(name=BC_NAME).exists():
+            self.stdout.write(f"Demo data already loaded ({BC_NAME}); nothing changed.")
+        else:
+            with transaction.atomic():
+                summary = demo_load(now=timezone.now())
+            for line in summary:
+                self.stdout.write(line)
+        for line in demo_logins():
+            self.stdout.write(line)
+
+
+def _user(username: str, *, password_hash: str, staff: bool = False):
+    User = get_user_model()
+    user, _ = User.objects.get_or_create(username=username)
+    user.email = f"{username}@demo.example"
+    user.is_staff = user.is_superuser = staff
+    user.password = password_hash  # one hash for every demo user: hashing is slow on purpose
+    user.save()
+    return user
+
+
+def demo_load(*, now: datetime) -> list[str]:
+    rng = random.Random(SEED)
+    history_start = now - timedelta(days=HISTORY_DAYS)
+    before_history = history_start - timedelta(days=2)
+
+    password_hash = make_password(PASSWORD)
+    _user(STAFF_USER, password_hash=password_hash, staff=True)
+    for username in [*ROLE_USERS.values(), BC_ADMIN_USER]:
+        _user(username, password_hash=password_hash)
+    bc = business_center_create(name=BC_NAME, currency="USD")
+    bc_member_add(business_center=bc, username=BC_ADMIN_USER, role="admin")
+
+    advertisers: dict[str, Advertiser] = {}
+    campaigns: dict[str, list[tuple[Campaign, CampaignSpec]]] = {}
+    for spec in ADVERTISERS:
+        adv = advertiser_create(
+            name=spec["name"], currency="USD", timezone_name=spec["timezone_name"],
+            billing_method=spec["billing_method"], business_center=bc,
+            registered_at=now - timedelta(days=spec["registered_days_ago"]),
+            signup_source=spec["signup_source"], shop_id=spec["shop_id"],
+        )
+        if "credit_line_limit" in spec:
+            adv = billing_settings_set(advertiser=adv, credit_line_limit=spec["credit_line_limit"],
+                                       reason="demo credit line")
+        for role, username in ROLE_USERS.items():
+            member_add(advertiser=adv, username=username, role=role)
+        campaigns[spec["key"]] = []
+        for c in spec["campaigns"]:
+            camp = campaign_create(advertiser=adv, name=c.name, objective=c.objective, product_source=c.product_source)
+            Campaign.objects.filter(pk=camp.pk).update(created_at=before_history, status=c.status)
+            campaigns[spec["key"]].append((camp, c))
+        advertisers[spec["key"]] = adv
+
+    manual, automatic, invoiced = advertisers["manual"], advertisers["automatic"], advertisers["invoice"]
+    shop_campaign = campaigns["manual"][0][0]
+    payment_method_set(advertiser=automatic, card_number="4242424242424242", expiry=f"12/{(now.year + 3) % 100:02d}")
+
+    # Ladder programs, joined before the first spend (R19: no spend in the 90 days before).
+    newcomer = program_create(
+        name="New Advertiser Spend & Get", kind="new_advertiser", window_days=60, reward_kind="free",
+        tiers=[{"threshold": "500.00", "reward": "100.00"}, {"threshold": "2000.00", "reward": "400.00"},
+               {"threshold": "6000.00", "reward": "1500.00", "immediate": True}],
+    )
+    enrollment_create(advertiser=manual, program=newcomer, at=now - timedelta(days=HISTORY_DAYS + 1))
+    shop_program = program_create(
+        name="Shop Ads Coupon Ladder", kind="shop", window_days=30, reward_kind="assignable",
+        eligible_product_source="TIKTOK_SHOP",
+        tiers=[{"threshold": "300.00", "reward": "30.00"}, {"threshold": "1000.00", "reward": "120.00"},
+               {"threshold": "2500.00", "reward": "400.00"}],
+    )
+    enrollment_create(advertiser=manual, program=shop_program, at=now - timedelta(days=20))
+
+    # Credits of every kind. valid_from decides which spend each one can pay (R9).
+    def grant(adv, key, kind, amount, reason, *, valid_from, days, source="managed", **kw):
+        return credit_grant(
+            advertiser=adv, kind=kind, amount=amount, reason=reason, idempotency_key=f"demo-{key}",
+            valid_from=valid_from, expires_at=valid_from + timedelta(days=days), source=source, **kw,
+        )
+
+    grant(manual, "welcome", "free", "200.00", "Welcome credit for new advertisers", valid_from=before_history, days=90)
+    coupon = grant(manual, "shop-coupon", "assignable", "300.00", "Shop Ads launch coupon", source="shop",
+                   valid_from=now - timedelta(days=3), days=60, eligible_product_source="TIKTOK_SHOP")
+    credit_assign(credit=coupon, campaign_ids=[shop_campaign.pk])
+    grant(manual, "discount", "discount", "100.00", "50% off video views, up to $100", source="discount",
+          percent="50", valid_from=now - timedelta(days=4), days=30, eligible_objectives=["VIDEO_VIEWS"])
+    grant(manual, "leadgen", "free", "75.00", "Lead generation starter credit", valid_from=before_history,
+          days=HISTORY_DAYS + 7, eligible_objectives=["LEAD_GENERATION"])
+    grant(automatic, "onboarding", "free", "500.00", "Agency onboarding credit", valid_from=before_history, days=90)
+    grant(automatic, "reengage", "assignable", "150.00", "Re-engagement coupon: assign it to a campaign",
+          valid_from=now - timedelta(days=1), days=45)
+    grant(invoiced, "partner", "free", "400.00", "Quarterly partner credit for app campaigns",
+          valid_from=before_history, days=90, eligible_objectives=["APP_PROMOTION"])
+
+    deposit_create(advertiser=manual, amount="3000.00", idempotency_key="demo-deposit-1", source="web", card_last4="4242")
+    deposit_create(advertiser=manual, amount="2500.00", idempotency_key="demo-deposit-2", source="web", card_last4="4242")
+
+    events = spend_history(campaigns=[c for cs in campaigns.values() for c in cs], start=history_start, end=now, rng=rng)
+    day_end = history_start
+    while day_end < now:
+        day_start, day_end = day_end, min(day_end + timedelta(days=1), now)
+        batch = [e for e in events if day_start <= e["at"] < day_end]
+        for i in range(0, len(batch), 500):
+            spend_record_batch(events=[{k: v for k, v in e.items() if k != "at"} for e in batch[i:i + 500]])
+        threshold_bills(advertiser=automatic, at=day_end)
+
+    invoice_at = datetime.combine(now.astimezone(invoiced.tz).date().replace(day=1), time(0), tzinfo=invoiced.tz)
+    invoice = None
+    if invoice_at > history_start:
+        with transaction.atomic():
+            invoice = invoice_issue(advertiser=lock_advertisers([invoiced.pk])[invoiced.pk], at=invoice_at)
+
+    total = sum((Decimal(e["amount"]) for e in events), Decimal(0))
+    lines = [f"Loaded {BC_NAME}: 3 advertisers, {sum(len(c) for c in campaigns.values())} campaigns, "
+             f"{len(events)} spend events over {HISTORY_DAYS} days ({fmt(total, 'USD')} USD)."]
+    if invoice is not None:
+        lines.append(f"Invoice {invoice.number} issued to {invoiced.name} for {fmt(invoice.amount, 'USD')} USD.")
+    return lines
+
+
+def spend_history(*, campaigns, start: datetime, end: datetime, rng: random.Random) -> list[dict]:
+    """Charges every 2–6 hours per campaign, sized from its daily budget, busier in the local evening."""
+    events = []
+    for camp, spec in campaigns:
+        daily = Decimal(spec.daily)
+        if spec.status != CampaignStatus.ACTIVE or daily <= 0:
+            continue
+        tz = camp.advertiser.tz
+        t = start + timedelta(minutes=rng.uniform(5, 180))
+        n = 0
+        while t < end - timedelta(minutes=5):
+            step = rng.uniform(2, 6)
+            hour = t.astimezone(tz).hour
+            rhythm = 0.45 if hour < 7 else 1.45 if hour >= 18 else 1.0
+            amount = (daily * Decimal(str(step / 24 * rhythm * rng.uniform(0.7, 1.3)))).quantize(Decimal("0.01"))
+            if amount > 0:
+                n += 1
+                events.append({
+                    "event_id": f"demo-{camp.pk}-{n}",
+                    "advertiser_id": camp.advertiser_id,
+                    "campaign_id": camp.pk,
+                    "amount": str(amount),
+                    "currency": camp.advertiser.currency,
+                    "occurred_at": t.isoformat(),
+                    "at": t,
+                })
+            t += timedelta(hours=step)
+    events.sort(key=lambda e: (e["at"], e["event_id"]))
+    return events
+
+
+def threshold_bills(*, advertiser, at: datetime) -> int:
+    """What `charge_thresholds` would have done for this one account at `at` (R24): bill exactly the
+    threshold while accrued reaches it, and charge the card on file."""
+    with transaction.atomic():
+        adv = lock_advertisers([advertiser.pk])[advertiser.pk]
+        accounts = advertiser_accounts([adv.pk])[adv.pk]
+        bills = []
+        while adv.billing_threshold and accounts[Purpose.ACCRUED].balance >= adv.billing_threshold:
+            bills.append(bill_create(advertiser=adv, accounts=accounts, kind=BillKind.THRESHOLD,
+                                     amount=adv.billing_threshold, at=at))
+    for bill in bills:
+        bill_collect(bill_id=bill.pk, at=at)
+    return len(bills)
