@@ -5,7 +5,7 @@ them. Bars stack "credit" under "own money"; the y axis has round ticks.
 """
 
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 
 WIDTH, HEIGHT = 720, 240
 LEFT, RIGHT, TOP, BOTTOM = 64, 8, 12, 28  # plot margins, for the axis labels
@@ -56,23 +56,29 @@ class Chart:
         return self.left - 8
 
 
-def nice_ceiling(value: Decimal) -> Decimal:
-    """The smallest of 1, 2, 2.5, 5 × 10ⁿ at or above `value` (at least 1)."""
+def nice_step(value: Decimal) -> Decimal:
+    """The smallest of 1, 2, 2.5, 5 × 10ⁿ at or above `value` (n ≥ 0, so at least 1)."""
     if value <= 1:
         return Decimal(1)
-    exponent = len(str(int(value))) - 1
-    scale = Decimal(10) ** exponent
-    for step in (1, 2, Decimal("2.5"), 5, 10):
+    scale = Decimal(10) ** (len(str(int(value))) - 1)
+    for step in (1, 2, Decimal("2.5"), 5):
         if value <= step * scale:
-            return Decimal(step) * scale
-    return 10 * scale  # pragma: no cover - the loop always returns
+            return step * scale
+    return 10 * scale
+
+
+def axis(top: Decimal, ticks: int = 4) -> tuple[Decimal, Decimal]:
+    """(step, ceiling): a round step with at most `ticks` steps reaching at least `top`."""
+    step = nice_step(top / ticks)
+    steps = max(1, int((top / step).to_integral_value(rounding=ROUND_CEILING)))
+    return step, step * steps
 
 
 def stacked_bars(days, *, label_every: int = 5) -> Chart:
     """`days`: objects with `.day`, `.credit` and `.own` (see billing.history.DaySpend)."""
     days = list(days)
     top = max((d.credit + d.own for d in days), default=Decimal(0))
-    ceiling = nice_ceiling(top)
+    step, ceiling = axis(top)
     plot_w = WIDTH - LEFT - RIGHT
     plot_h = HEIGHT - TOP - BOTTOM
     base_y = TOP + plot_h
@@ -103,5 +109,6 @@ def stacked_bars(days, *, label_every: int = 5) -> Chart:
                 slot_w=round(slot, 2),
             )
         )
-    ticks = [Tick(y=round(base_y - plot_h * k / 4, 2), value=ceiling * k / 4) for k in range(5)]
+    n = int(ceiling / step)
+    ticks = [Tick(y=round(base_y - plot_h * k / n, 2), value=step * k) for k in range(n + 1)]
     return Chart(WIDTH, HEIGHT, LEFT, WIDTH - RIGHT, base_y, bars, ticks, empty=top == 0)

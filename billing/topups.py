@@ -16,7 +16,7 @@ from portal.errors import BadInput, BusinessError, Conflict
 
 def deposit_amount_check(*, advertiser, amount) -> Decimal:
     """Parse an amount typed by the payer and check it against the deposit limits (R4, R23)."""
-    amount = parse_amount(amount, advertiser.currency)
+    amount = parse_amount(amount, advertiser.currency, field="The amount")
     low, high = deposit_limits(advertiser.currency)
     if not low <= amount <= high:
         raise BusinessError(

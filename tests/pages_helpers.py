@@ -111,5 +111,42 @@ def element(html: str, element_id: str) -> str:
     return html[start:pos]
 
 
-__all__ = ["PASSWORD", "ROLES", "Team", "make_team", "member", "team", "fast_password_hashing", "logged_in", "spend",
-           "text", "between", "element"]
+
+
+# --- headless Chromium (tests marked `browser`) -------------------------------------------------
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture
+def browser_page():
+    """A Playwright page in headless Chromium (sync API). Console errors are collected on
+    `page.console_errors` so a test can assert the page ran without JavaScript errors."""
+    import os
+
+    from playwright.sync_api import sync_playwright
+
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # the sync API runs an event loop in this thread
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1360, "height": 900})
+        page = context.new_page()
+        page.set_default_timeout(15000)
+        page.console_errors = []
+        page.on("console", lambda m: m.type == "error" and page.console_errors.append(m.text))
+        page.on("pageerror", lambda e: page.console_errors.append(str(e)))
+        try:
+            yield page
+        finally:
+            context.close()
+            browser.close()
+
+
+def browser_login(page, base_url: str, user) -> None:
+    """Log in through the real login form."""
+    page.goto(base_url + "/login/")
+    page.fill("#id_username", user.username)
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(lambda url: "/login/" not in url)
