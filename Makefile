@@ -41,7 +41,7 @@ install-test:
 	@scripts/install.sh test
 
 dirs:
-	@mkdir -p var/broker/queue var/broker/processed
+	@mkdir -p var/broker/queue var/broker/processed var/broker/control
 
 run: install dirs
 	@scripts/run.sh

@@ -13,7 +13,7 @@ BIND="${BIND:-127.0.0.1:8000}"
 export DEMO_SIMULATOR="${DEMO_SIMULATOR:-1}"
 
 # kombu's filesystem broker (the default without CELERY_BROKER_URL) needs its folders.
-mkdir -p var/broker/queue var/broker/processed
+mkdir -p var/broker/queue var/broker/processed var/broker/control
 
 "$bin/python" manage.py migrate --noinput
 "$bin/python" manage.py load_demo
