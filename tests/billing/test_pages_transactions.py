@@ -108,6 +108,9 @@ def test_dates_are_local_to_the_advertiser(db, fast_password_hashing):
     # then the row shows the Tokyo date and time, and the Tokyo day filter finds it
     body = text(t.client("admin").get(f"/a/{t.advertiser.pk}/payments/transactions/?date_from={local_day}&date_to={local_day}"))
     assert "1 transaction " in body and "05:00" in body and f"{local_day:%b} {local_day.day}," in body
+    # the htmx partial, rendered without the page around it, uses the same local time
+    partial = text(t.client("admin").get(f"/a/{t.advertiser.pk}/payments/transactions/?kind=charge", headers=HTMX))
+    assert "05:00" in partial and "20:00" not in partial
     before = local_day - timedelta(days=1)
     body = text(t.client("admin").get(f"/a/{t.advertiser.pk}/payments/transactions/?date_from={before}&date_to={before}"))
     assert "No transactions match these filters." in body
