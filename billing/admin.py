@@ -8,7 +8,17 @@ from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html
 
-from billing.models import Deposit, LedgerAccount, LedgerEntry, LedgerTransaction, SpendEvent
+from billing.models import (
+    Bill,
+    Deposit,
+    LedgerAccount,
+    LedgerEntry,
+    LedgerTransaction,
+    PaymentMethod,
+    ReconciliationRun,
+    SpendEvent,
+    ThresholdChange,
+)
 from billing.money import fmt
 
 
@@ -111,3 +121,45 @@ class SpendEventAdmin(ReadOnlyAdmin):
     @admin.display(description="Amount", ordering="amount")
     def money(self, ev):
         return f"{fmt(ev.amount, ev.currency)} {ev.currency}"
+
+
+@admin.register(Bill)
+class BillAdmin(ReadOnlyAdmin):
+    """Bills and invoices (R24–R27): paid, retried and issued only by the billing services."""
+
+    list_display = ["id", "number", "advertiser", "kind", "money", "status", "attempts", "issued_at", "due_at",
+                    "paid_at", "last_error"]
+    list_filter = ["kind", "status", "issued_at"]
+    search_fields = ["id__exact", "number", "advertiser__name", "advertiser__id__exact", "gateway_reference"]
+    list_select_related = ["advertiser"]
+    ordering = ["-issued_at", "-id"]
+
+    @admin.display(description="Amount", ordering="amount")
+    def money(self, bill):
+        return f"{fmt(bill.amount, bill.currency)} {bill.currency}"
+
+
+@admin.register(ThresholdChange)
+class ThresholdChangeAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "advertiser", "old", "new", "reason"]
+    search_fields = ["advertiser__name", "advertiser__id__exact", "reason"]
+    list_select_related = ["advertiser"]
+    ordering = ["-created_at", "-id"]
+
+
+@admin.register(PaymentMethod)
+class PaymentMethodAdmin(ReadOnlyAdmin):
+    """The card on file: last 4 and expiry only (the gateway token is not shown)."""
+
+    list_display = ["advertiser", "last4", "expiry", "status", "created_at"]
+    fields = ["advertiser", "last4", "expiry", "status", "created_at"]
+    search_fields = ["advertiser__name", "advertiser__id__exact", "last4"]
+    list_select_related = ["advertiser"]
+    ordering = ["-created_at"]
+
+
+@admin.register(ReconciliationRun)
+class ReconciliationRunAdmin(ReadOnlyAdmin):
+    list_display = ["started_at", "finished_at", "ok", "accounts_checked", "transactions_checked"]
+    list_filter = ["ok"]
+    ordering = ["-started_at"]

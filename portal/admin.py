@@ -11,7 +11,9 @@ import zoneinfo
 
 from django import forms
 from django.conf import settings
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin import ActionLocation, helpers
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
@@ -21,18 +23,66 @@ from billing.autopay import threshold_changes_this_month
 from billing.money import check_currency, fmt, parse_amount
 from billing.selectors import advertiser_balances
 from billing.switching import billing_settings_set
-from portal.errors import BadInput
+from portal.errors import BadInput, BusinessError
 from portal.models import (
     Advertiser,
+    AuditLog,
     AdvertiserStatus,
     BCMembership,
     BusinessCenter,
     Campaign,
     Membership,
+    Notification,
 )
 from portal.services import advertiser_create, business_center_create, campaign_create
+from promotions.freeze import credit_freeze, credit_unfreeze
 
 RECENT_TRANSACTIONS = 20
+RECENT_AUDIT = 10
+
+
+class ReasonForm(forms.Form):
+    reason = forms.CharField(max_length=500, widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+                             help_text="Required. Kept in the audit log.")
+
+
+def action_with_reason(modeladmin, request, queryset, *, action: str, title: str, intro: str, headers, row,
+                       submit_label: str, perform, form_class=ReasonForm):
+    """An admin action that asks for a reason on a confirmation page, then calls a service per row.
+
+    `perform(obj, cleaned_data)` calls the service; a BusinessError it raises is reported for that
+    row and the others still run. Returns the confirmation page, or None to go back to the list.
+    """
+    objects = list(queryset.order_by("pk"))
+    form = form_class(request.POST if "confirm" in request.POST else None)
+    if form.is_valid():
+        done = []
+        for obj in objects:
+            try:
+                perform(obj, form.cleaned_data)
+            except BusinessError as e:
+                modeladmin.message_user(request, f"{obj}: {e.message}", messages.ERROR)
+            else:
+                done.append(obj)
+        if done:
+            modeladmin.message_user(request, f"{title}: done for {', '.join(str(o) for o in done)}.", messages.SUCCESS)
+        return None
+    opts = modeladmin.opts
+    request.current_app = modeladmin.admin_site.name
+    return TemplateResponse(request, "admin/action_reason.html", {
+        **modeladmin.admin_site.each_context(request),
+        "title": title,
+        "intro": intro,
+        "opts": opts,
+        "headers": headers,
+        "rows": [row(obj) for obj in objects],
+        "pks": [obj.pk for obj in objects],
+        "action": action,
+        "form": form,
+        "submit_label": submit_label,
+        "changelist_url": reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist"),
+        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+    })
 
 
 class BCMembershipInline(admin.TabularInline):
@@ -56,6 +106,7 @@ class AdvertiserOfBCInline(admin.TabularInline):
 @admin.register(BusinessCenter)
 class BusinessCenterAdmin(admin.ModelAdmin):
     list_display = ["id", "name", "currency", "created_at"]
+    ordering = ["name", "id"]
     search_fields = ["name", "id__exact"]
     list_filter = ["currency"]
     inlines = [BCMembershipInline, AdvertiserOfBCInline]
@@ -159,6 +210,7 @@ class AdvertiserAdmin(admin.ModelAdmin):
     list_display = ["id", "name", "business_center", "currency", "billing_method", "status", "credit_frozen",
                     "registered_at"]
     list_display_links = ["id", "name"]
+    ordering = ["name", "id"]
     list_filter = ["billing_method", "status", "currency", "credit_frozen", "signup_source"]
     search_fields = ["name", "id__exact", "memberships__user__username", "shop_id"]
     list_select_related = ["business_center"]
@@ -175,6 +227,7 @@ class AdvertiserAdmin(admin.ModelAdmin):
                                          "billing_threshold", "bill_cycle", "next_bill_at", "failed_payments",
                                          "successful_payments"]}),
         ("Money (read-only, from the ledger)", {"fields": ["balances_summary", "recent_transactions"]}),
+        ("Staff actions", {"fields": ["audit_trail"]}),
     ]
 
     def get_fieldsets(self, request, obj=None):
@@ -185,7 +238,7 @@ class AdvertiserAdmin(admin.ModelAdmin):
             return []
         return ["business_center", "currency", "timezone", "signup_source", "registered_at", "credit_frozen",
                 "created_at", "billing_method", "next_bill_at", "failed_payments", "successful_payments",
-                "balances_summary", "recent_transactions"]
+                "balances_summary", "recent_transactions", "audit_trail"]
 
     def get_inlines(self, request, obj):
         return self.inlines if obj else []
@@ -199,7 +252,7 @@ class AdvertiserAdmin(admin.ModelAdmin):
                 obj.save(update_fields=plain)
             settings_changed = {f: data[f] for f in form.changed_data if f in BILLING_SETTINGS}
             if settings_changed:
-                billing_settings_set(advertiser=obj, reason=reason, **settings_changed)
+                billing_settings_set(advertiser=obj, reason=reason, by=request.user, **settings_changed)
             obj.refresh_from_db()
             return
         created = advertiser_create(
@@ -213,12 +266,59 @@ class AdvertiserAdmin(admin.ModelAdmin):
             shop_id=data["shop_id"],
         )
         billing_settings_set(
-            advertiser=created, reason=reason, credit_line_limit=data["credit_line_limit"] or None,
+            advertiser=created, reason=reason, by=request.user, credit_line_limit=data["credit_line_limit"] or None,
             billing_threshold=data["billing_threshold"], bill_cycle=data["bill_cycle"],
         )
         created.refresh_from_db()
         obj.__dict__.update({k: v for k, v in created.__dict__.items() if k != "_state"})
         obj._state.adding = False
+
+    actions = ["freeze_credit", "unfreeze_credit"]
+
+    def has_freeze_permission(self, request):
+        return request.user.has_perm("portal.change_advertiser")
+
+    def _advertiser_row(self, adv):
+        b = advertiser_balances(advertiser=adv)
+        return [adv.name, adv.pk, "frozen" if adv.credit_frozen else "not frozen",
+                f"{fmt(b.credit_balance + b.frozen_credit_balance, adv.currency)} {adv.currency}"]
+
+    @admin.action(description="Freeze credit (risk control)", permissions=["freeze"],
+                  location=[ActionLocation.CHANGE_LIST, ActionLocation.CHANGE_FORM])
+    def freeze_credit(self, request, queryset):
+        return action_with_reason(
+            self, request, queryset, action="freeze_credit", title="Freeze credit",
+            intro="Frozen credit can neither be used nor issued until it is unfrozen; expiry dates do not move "
+                  "(R30). The advertiser is notified and may appeal.",
+            headers=["Advertiser", "ID", "Credit now", "Credit balance"], row=self._advertiser_row,
+            submit_label="Freeze credit",
+            perform=lambda adv, data: credit_freeze(advertiser=adv, reason=data["reason"], by=request.user),
+        )
+
+    @admin.action(description="Unfreeze credit", permissions=["freeze"],
+                  location=[ActionLocation.CHANGE_LIST, ActionLocation.CHANGE_FORM])
+    def unfreeze_credit(self, request, queryset):
+        return action_with_reason(
+            self, request, queryset, action="unfreeze_credit", title="Unfreeze credit",
+            intro="Credits become usable again and ladder rewards withheld during the freeze are issued (R30).",
+            headers=["Advertiser", "ID", "Credit now", "Credit balance"], row=self._advertiser_row,
+            submit_label="Unfreeze credit",
+            perform=lambda adv, data: credit_unfreeze(advertiser=adv, reason=data["reason"], by=request.user),
+        )
+
+    @admin.display(description="Audit log (latest)")
+    def audit_trail(self, obj):
+        rows = list(AuditLog.objects.filter(advertiser=obj).order_by("-created_at", "-pk")[:RECENT_AUDIT])
+        if not rows:
+            return "No staff actions yet."
+        return format_html(
+            "<table><thead><tr><th>When</th><th>Who</th><th>Action</th><th>Target</th><th>Reason</th></tr></thead>"
+            '<tbody>{}</tbody></table><p><a href="{}">Full audit log</a></p>',
+            format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", (
+                (r.created_at.strftime("%Y-%m-%d %H:%M UTC"), r.actor_name, r.action, r.target, r.reason) for r in rows
+            )),
+            reverse("admin:portal_auditlog_changelist") + f"?advertiser__id__exact={obj.pk}",
+        )
 
     @admin.display(description="Balances")
     def balances_summary(self, obj):
@@ -279,6 +379,7 @@ class AdvertiserAdmin(admin.ModelAdmin):
 class CampaignAdmin(admin.ModelAdmin):
     list_display = ["id", "name", "advertiser", "objective", "product_source", "shop_id", "status", "created_at"]
     list_display_links = ["id", "name"]
+    ordering = ["-id"]
     list_filter = ["status", "objective", "product_source"]
     search_fields = ["name", "id__exact", "advertiser__name", "advertiser__id__exact", "shop_id"]
     list_select_related = ["advertiser"]
@@ -305,3 +406,37 @@ class CampaignAdmin(admin.ModelAdmin):
             created.save(update_fields=["status"])
         obj.__dict__.update({k: v for k, v in created.__dict__.items() if k != "_state"})
         obj._state.adding = False
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    show_full_result_count = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(AuditLog)
+class AuditLogAdmin(ReadOnlyAdmin):
+    """Every staff action, append-only (the database refuses UPDATE and DELETE on PostgreSQL)."""
+
+    list_display = ["created_at", "actor_name", "action", "advertiser", "target", "reason"]
+    list_filter = ["action", "created_at"]
+    search_fields = ["actor_name", "action", "target", "reason", "advertiser__name", "advertiser__id__exact"]
+    list_select_related = ["advertiser"]
+    date_hierarchy = "created_at"
+    ordering = ["-created_at", "-id"]
+
+
+@admin.register(Notification)
+class NotificationAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "advertiser", "kind", "subject", "emailed_at", "read_at"]
+    list_filter = ["kind", "created_at"]
+    search_fields = ["subject", "key", "advertiser__name", "advertiser__id__exact"]
+    list_select_related = ["advertiser"]
+    ordering = ["-created_at", "-id"]

@@ -13,17 +13,29 @@ from django.contrib import admin, messages
 from django.contrib.admin import ActionLocation, helpers
 from django.contrib.admin.widgets import AdminSplitDateTime, AutocompleteSelect
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponseRedirect
-from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.http import FileResponse, Http404, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from billing.models import LedgerEntry
 from billing.money import fmt
 from portal.errors import BusinessError
 from portal.models import Advertiser, Objective, ProductSource
+from portal.admin import action_with_reason
+from promotions.appeals import appeal_decide, attachments_dir
 from promotions.credits import credit_grant, credit_withdraw
-from promotions.models import Credit, CreditKind, CreditSource, Enrollment, Program, Tier
+from promotions.models import (
+    Appeal,
+    AppealAttachment,
+    Credit,
+    CreditKind,
+    CreditSource,
+    Enrollment,
+    FreezeEvent,
+    Program,
+    Tier,
+)
 
 # Which form field a service refusal belongs to; the rest are shown at the top of the form.
 ERROR_FIELDS = {
@@ -89,11 +101,6 @@ class CreditGrantForm(forms.Form):
             idempotency_key=d["idempotency_key"],
             source=CreditSource.MANAGED,
         )
-
-
-class WithdrawForm(forms.Form):
-    reason = forms.CharField(max_length=500, widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
-                             help_text="Required. Kept in the ledger memo and the audit trail.")
 
 
 @admin.register(Credit)
@@ -226,37 +233,160 @@ class CreditAdmin(admin.ModelAdmin):
         location=[ActionLocation.CHANGE_LIST, ActionLocation.CHANGE_FORM],
     )
     def withdraw_credit(self, request, queryset):
-        credits = list(queryset.select_related("advertiser", "ledger_account").order_by("pk"))
-        for credit in credits:
-            credit.remaining_display = f"{fmt(credit.remaining, credit.advertiser.currency)} {credit.advertiser.currency}"
-        form = WithdrawForm(request.POST if "confirm" in request.POST else None)
-        if form.is_valid():
-            done, refused = [], []
-            for credit in credits:
-                try:
-                    credit_withdraw(credit=credit, reason=form.cleaned_data["reason"], by=request.user)
-                except BusinessError as e:
-                    refused.append(f"#{credit.pk}: {e.message}")
-                else:
-                    done.append(credit)
-                    self.log_change(request, credit, f"Withdrawn: {form.cleaned_data['reason'].strip()}")
-            if done:
-                self.message_user(request, f"Withdrew {len(done)} credit(s): {', '.join(f'#{c.pk}' for c in done)}.",
-                                  messages.SUCCESS)
-            for line in refused:
-                self.message_user(request, f"Not withdrawn {line}", messages.ERROR)
-            return HttpResponseRedirect(reverse("admin:promotions_credit_changelist"))
-        context = {
-            **self.admin_site.each_context(request),
-            "title": "Withdraw credit",
-            "opts": self.opts,
-            "credits": credits,
-            "form": form,
-            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-            "changelist_url": reverse("admin:promotions_credit_changelist"),
-        }
-        request.current_app = self.admin_site.name
-        return TemplateResponse(request, "admin/promotions/credit/withdraw_confirmation.html", context)
+        def row(credit):
+            currency = credit.advertiser.currency
+            return [format_html('<a href="{}">#{}</a>', reverse("admin:promotions_credit_change", args=[credit.pk]),
+                                credit.pk),
+                    f"{credit.advertiser.name} ({credit.advertiser_id})", credit.get_kind_display(),
+                    credit.get_status_display(), f"{fmt(credit.remaining, currency)} {currency}",
+                    credit.expires_at.strftime("%Y-%m-%d %H:%M UTC")]
+
+        return action_with_reason(
+            self, request, queryset.select_related("advertiser", "ledger_account"), action="withdraw_credit",
+            title="Withdraw credit",
+            intro="Withdrawing takes back what is left of each credit below: the remaining amount is booked to "
+                  "forfeited credit on the ledger and the credit is marked withdrawn. This cannot be undone.",
+            headers=["Credit", "Advertiser", "Kind", "Status", "Remaining", "Expires"], row=row,
+            submit_label="Withdraw credit",
+            perform=lambda credit, data: credit_withdraw(credit=credit, reason=data["reason"], by=request.user),
+        )
+
+
+class AttachmentInline(admin.TabularInline):
+    model = AppealAttachment
+    fields = ["file", "content_type", "size", "created_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="File")
+    def file(self, att):
+        url = reverse("admin:promotions_appeal_attachment", args=[att.appeal_id, att.pk])
+        return format_html('<a href="{}">{}</a>', url, att.original_name)
+
+
+class DecisionForm(forms.Form):
+    reason = forms.CharField(label="Decision note", max_length=2000,
+                             widget=forms.Textarea(attrs={"rows": 4, "cols": 60}),
+                             help_text="Required. The advertiser reads it; it is kept in the audit log.")
+
+
+class RejectForm(DecisionForm):
+    withdraw_credits = forms.BooleanField(
+        required=False, label="Also withdraw the credit",
+        help_text="For policy violations: what is left of every live credit is withdrawn on the ledger.",
+    )
+
+
+@admin.register(Appeal)
+class AppealAdmin(admin.ModelAdmin):
+    """Staff review appeals against a credit freeze (R31) and decide with `appeal_decide`."""
+
+    list_display = ["id", "advertiser", "status", "filed_by", "created_at", "decided_by", "decided_at"]
+    list_filter = ["status", "created_at"]
+    search_fields = ["id__exact", "advertiser__name", "advertiser__id__exact", "message"]
+    list_select_related = ["advertiser", "filed_by", "decided_by"]
+    ordering = ["status", "-created_at"]
+    fields = ["advertiser", "status", "message", "filed_by", "created_at", "decided_by", "decided_at",
+              "decision_note", "credits_withdrawn", "credit_summary"]
+    readonly_fields = fields
+    inlines = [AttachmentInline]
+    actions = ["approve_appeal", "reject_appeal"]
+
+    def has_add_permission(self, request):
+        return False  # advertisers file appeals from the Promotions page
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_decide_permission(self, request):
+        return request.user.has_perm("promotions.change_appeal")
+
+    @admin.display(description="Credit of the advertiser")
+    def credit_summary(self, appeal):
+        adv = appeal.advertiser
+        url = reverse("admin:promotions_credit_changelist") + f"?advertiser__id__exact={adv.pk}"
+        live = Credit.objects.filter(advertiser=adv).exclude(status__in=["used_up", "expired", "withdrawn"])
+        return format_html('{} credit{} not ended · account credit {} · <a href="{}">see credits</a>',
+                           live.count(), "" if live.count() == 1 else "s",
+                           "frozen" if adv.credit_frozen else "not frozen", url)
+
+    def _row(self, appeal):
+        return [format_html('<a href="{}">#{}</a>', reverse("admin:promotions_appeal_change", args=[appeal.pk]),
+                            appeal.pk),
+                f"{appeal.advertiser.name} ({appeal.advertiser_id})", appeal.get_status_display(),
+                appeal.created_at.strftime("%Y-%m-%d %H:%M UTC"), appeal.message[:200]]
+
+    @admin.action(description="Approve appeal (unfreeze credit)", permissions=["decide"],
+                  location=[ActionLocation.CHANGE_LIST, ActionLocation.CHANGE_FORM])
+    def approve_appeal(self, request, queryset):
+        return action_with_reason(
+            self, request, queryset.select_related("advertiser"), action="approve_appeal", title="Approve appeal",
+            intro="Approving unfreezes the advertiser's credit and issues ladder rewards withheld meanwhile.",
+            headers=["Appeal", "Advertiser", "Status", "Filed", "Message"], row=self._row,
+            submit_label="Approve", form_class=DecisionForm,
+            perform=lambda appeal, data: appeal_decide(appeal=appeal, decision="approve", note=data["reason"],
+                                                       by=request.user),
+        )
+
+    @admin.action(description="Reject appeal", permissions=["decide"],
+                  location=[ActionLocation.CHANGE_LIST, ActionLocation.CHANGE_FORM])
+    def reject_appeal(self, request, queryset):
+        return action_with_reason(
+            self, request, queryset.select_related("advertiser"), action="reject_appeal", title="Reject appeal",
+            intro="Rejecting keeps the credit frozen. Tick the box to also withdraw it for a policy violation.",
+            headers=["Appeal", "Advertiser", "Status", "Filed", "Message"], row=self._row,
+            submit_label="Reject", form_class=RejectForm,
+            perform=lambda appeal, data: appeal_decide(appeal=appeal, decision="reject", note=data["reason"],
+                                                       by=request.user, withdraw_credits=data["withdraw_credits"]),
+        )
+
+    def get_urls(self):
+        return [
+            path("<int:appeal_id>/attachments/<int:attachment_id>/",
+                 self.admin_site.admin_view(self.attachment_view), name="promotions_appeal_attachment"),
+            *super().get_urls(),
+        ]
+
+    def attachment_view(self, request, appeal_id: int, attachment_id: int):
+        """Staff download an appeal's file; its type was checked by content when it was filed."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        att = get_object_or_404(AppealAttachment, pk=attachment_id, appeal_id=appeal_id)
+        path = attachments_dir() / att.stored_name
+        if not path.is_file():
+            raise Http404("The file is missing.")
+        response = FileResponse(open(path, "rb"), content_type=att.content_type, as_attachment=True,
+                                filename=att.original_name)
+        response["X-Content-Type-Options"] = "nosniff"
+        return response
+
+
+@admin.register(FreezeEvent)
+class FreezeEventAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "advertiser", "frozen", "rule", "by", "reason"]
+    list_filter = ["frozen", "rule"]
+    search_fields = ["advertiser__name", "advertiser__id__exact", "reason"]
+    list_select_related = ["advertiser", "by"]
+    ordering = ["-created_at", "-id"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 class ReadOnlyInline(admin.TabularInline):

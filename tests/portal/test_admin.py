@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import pytest
 from django.contrib.admin.models import LogEntry
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db.models import Sum
 from django.urls import reverse
 
@@ -23,7 +24,9 @@ from billing.models import (
 )
 from billing.selectors import advertiser_balances
 from billing.spend import spend_record
-from portal.models import Advertiser, Membership
+from portal.models import Advertiser, AuditLog, Membership
+from promotions.appeals import appeal_file
+from promotions.freeze import credit_freeze
 from promotions.models import Credit, CreditStatus
 from tests.factories import AdvertiserFactory, CampaignFactory, UserFactory, deposit, grant, member
 
@@ -178,7 +181,7 @@ def test_withdraw_action_asks_for_a_reason_then_books_the_withdrawal(client, sup
     # when they confirm without a reason, nothing happens
     confirm = {"action": "withdraw_credit", "_selected_action": [str(credit.pk)], "confirm": "yes"}
     again = client.post(CREDITS_URL, {**confirm, "reason": ""})
-    assert again.status_code == 200 and "Please give a reason." in again.text
+    assert again.status_code == 200 and "This field is required." in again.text
     credit.refresh_from_db()
     assert credit.status == CreditStatus.ACTIVE
     assert not LedgerTransaction.objects.filter(kind=TxKind.CREDIT_WITHDRAW).exists()
@@ -193,7 +196,7 @@ def test_withdraw_action_asks_for_a_reason_then_books_the_withdrawal(client, sup
     assert "Policy violation: fake business documents" in tx.memo
     assert_ledger_balanced()
     assert advertiser_balances(advertiser=adv).credit_balance == 0
-    assert f"Withdrew 1 credit(s): #{credit.pk}." in done.text
+    assert f"Withdraw credit: done for Free credit #{credit.pk}." in done.text
 
 
 def test_withdraw_action_is_offered_on_the_credit_page(client, support):
@@ -365,6 +368,9 @@ def test_raising_a_credit_line_resumes_paused_campaigns_and_is_audited(client, s
     assert advertiser_balances(advertiser=adv).credit_line_limit == Decimal("5000")
     assert camp.status == "active"
     assert "Credit line limit" in LogEntry.objects.get(object_id=str(adv.pk)).get_change_message()
+    log = AuditLog.objects.get(action="billing_settings", advertiser=adv)
+    assert log.actor == support
+    assert (log.before["credit_line_limit"], log.after["credit_line_limit"]) == ("100.0000", "5000.0000")
     # and a limit with more places than the currency allows is refused on the form
     bad = client.post(url, advertiser_change_post(adv, credit_line_limit="10.123"))
     assert bad.status_code == 200 and "more decimal places than USD allows" in bad.text
@@ -419,3 +425,131 @@ def test_staff_without_add_permission_cannot_grant(client):
     assert client.post(ADD_URL, grant_post(adv)).status_code == 403
     assert not Credit.objects.exists()
     assert not Deposit.objects.exists() and not LedgerEntry.objects.exists()
+
+
+ADVERTISERS_URL = reverse("admin:portal_advertiser_changelist")
+APPEALS_URL = reverse("admin:promotions_appeal_changelist")
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+
+
+def test_freeze_and_unfreeze_credit_from_the_advertiser_admin_are_audited(client, support):
+    # given an advertiser with 60 of free credit
+    adv = AdvertiserFactory(name="Risky Widgets")
+    credit = grant(adv, "free", "60.00")
+    pick = {"action": "freeze_credit", "_selected_action": [str(adv.pk)], "index": "0"}
+    # when support picks "Freeze credit", a confirmation page asks for a reason
+    page = client.post(ADVERTISERS_URL, pick)
+    assert page.status_code == 200 and "Freeze credit" in page.text and "60.00 USD" in page.text
+    adv.refresh_from_db()
+    assert not adv.credit_frozen
+    # when they confirm with a reason
+    confirm = {"action": "freeze_credit", "_selected_action": [str(adv.pk)], "confirm": "yes",
+               "reason": "Chargeback pattern under review"}
+    client.post(ADVERTISERS_URL, confirm)
+    # then the credit is frozen: not usable, shown as frozen, and the action is in the audit log
+    adv.refresh_from_db()
+    credit.refresh_from_db()
+    assert adv.credit_frozen and credit.status == CreditStatus.FROZEN
+    b = advertiser_balances(advertiser=adv)
+    assert (b.credit_balance, b.frozen_credit_balance) == (0, Decimal("60.00"))
+    log = AuditLog.objects.get(action="credit_freeze", advertiser=adv)
+    assert (log.actor, log.reason) == (support, "Chargeback pattern under review")
+    change = client.get(reverse("admin:portal_advertiser_change", args=[adv.pk]))
+    assert "credit_freeze" in change.text and "Chargeback pattern under review" in change.text
+    # freezing again is refused with the service's message
+    again = client.post(ADVERTISERS_URL, confirm, follow=True)
+    assert "already frozen" in again.text
+    assert AuditLog.objects.filter(action="credit_freeze").count() == 1
+    # unfreezing makes the credit usable again
+    client.post(ADVERTISERS_URL, {**confirm, "action": "unfreeze_credit", "reason": "Reviewed: legitimate"})
+    credit.refresh_from_db()
+    adv.refresh_from_db()
+    assert credit.status == CreditStatus.ACTIVE and not adv.credit_frozen
+    assert advertiser_balances(advertiser=adv).credit_balance == Decimal("60.00")
+    assert AuditLog.objects.get(action="credit_unfreeze").actor == support
+
+
+@pytest.fixture
+def appeal(settings, tmp_path, support):
+    settings.PRIVATE_MEDIA_ROOT = str(tmp_path)
+    adv = AdvertiserFactory(name="Appealing Co")
+    owner = member(adv, "admin", username="appeal-owner")
+    credit = grant(adv, "free", "80.00")
+    credit_freeze(advertiser=adv, reason="unusual activity", by=support)
+    filed = appeal_file(advertiser=adv, user=owner, message="These were real customers; invoices attached.",
+                        files=[SimpleUploadedFile("invoice.png", PNG, content_type="image/png")])
+    return filed, credit
+
+
+def test_staff_read_an_appeal_and_its_attachment(client, support, appeal):
+    filed, _ = appeal
+    page = client.get(reverse("admin:promotions_appeal_change", args=[filed.pk]))
+    assert page.status_code == 200
+    assert "These were real customers; invoices attached." in page.text
+    url = reverse("admin:promotions_appeal_attachment", args=[filed.pk, filed.attachments.get().pk])
+    assert url in page.text
+    download = client.get(url)
+    assert download.status_code == 200
+    assert b"".join(download.streaming_content) == PNG
+    assert download["Content-Type"] == "image/png" and "attachment" in download["Content-Disposition"]
+    assert download["X-Content-Type-Options"] == "nosniff"
+    # the file's owner is not staff: the admin URL sends them to the admin login
+    client.force_login(filed.filed_by)
+    refused = client.get(url)
+    assert refused.status_code == 302 and refused["Location"].startswith("/admin/login/")
+
+
+def test_approving_an_appeal_unfreezes_the_credit(client, support, appeal):
+    filed, credit = appeal
+    pick = {"action": "approve_appeal", "_selected_action": [str(filed.pk)], "index": "0"}
+    assert "Decision note" in client.post(APPEALS_URL, pick).text
+    confirm = {"action": "approve_appeal", "_selected_action": [str(filed.pk)], "confirm": "yes", "reason": ""}
+    assert "This field is required." in client.post(APPEALS_URL, confirm).text
+    filed.refresh_from_db()
+    assert filed.status == "open"
+    client.post(APPEALS_URL, {**confirm, "reason": "Documents check out."})
+    filed.refresh_from_db()
+    credit.refresh_from_db()
+    assert (filed.status, filed.decided_by, filed.decision_note) == ("approved", support, "Documents check out.")
+    assert credit.status == CreditStatus.ACTIVE and not credit.advertiser.credit_frozen
+    assert advertiser_balances(advertiser=credit.advertiser).credit_balance == Decimal("80.00")
+    assert AuditLog.objects.filter(action="appeal_approve", actor=support).exists()
+    # a decided appeal cannot be decided again
+    second = client.post(APPEALS_URL, {**confirm, "action": "reject_appeal", "reason": "no"}, follow=True)
+    assert "already approved" in second.text
+
+
+def test_rejecting_an_appeal_may_withdraw_the_credit_on_the_ledger(client, support, appeal):
+    filed, credit = appeal
+    client.post(APPEALS_URL, {"action": "reject_appeal", "_selected_action": [str(filed.pk)], "confirm": "yes",
+                              "reason": "Policy violation confirmed.", "withdraw_credits": "on"})
+    filed.refresh_from_db()
+    credit.refresh_from_db()
+    assert filed.status == "rejected" and filed.credits_withdrawn
+    assert credit.status == CreditStatus.WITHDRAWN and credit.remaining == 0
+    tx = LedgerTransaction.objects.get(kind=TxKind.CREDIT_WITHDRAW, advertiser=credit.advertiser)
+    assert tx.amount == Decimal("80.00")
+    assert_ledger_balanced()
+    assert advertiser_balances(advertiser=credit.advertiser).frozen_credit_balance == 0
+
+
+def test_audit_log_admin_is_read_only(client, support):
+    adv = AdvertiserFactory()
+    credit_freeze(advertiser=adv, reason="manual check", by=support)
+    log = AuditLog.objects.get()
+    listing = client.get(reverse("admin:portal_auditlog_changelist"))
+    assert listing.status_code == 200 and "manual check" in listing.text
+    change_url = reverse("admin:portal_auditlog_change", args=[log.pk])
+    assert 'name="_save"' not in client.get(change_url).text
+    assert client.post(change_url, {"reason": "edited"}).status_code == 403
+    assert client.post(reverse("admin:portal_auditlog_delete", args=[log.pk]), {"post": "yes"}).status_code == 403
+    log.refresh_from_db()
+    assert log.reason == "manual check"
+
+
+@pytest.mark.parametrize("model", ["bill", "thresholdchange", "paymentmethod", "reconciliationrun"])
+def test_billing_records_have_no_add_button(client, support, model):
+    listing = client.get(reverse(f"admin:billing_{model}_changelist"))
+    assert listing.status_code == 200
+    assert reverse(f"admin:billing_{model}_add") not in listing.text
+    assert client.get(reverse(f"admin:billing_{model}_add")).status_code == 403
