@@ -104,7 +104,7 @@ def test_r14_an_extra_entry_that_unbalances_a_transaction_is_refused_with_the_wh
     assert LedgerEntry.objects.count() == 0
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db
 def test_r14_the_application_refuses_an_unbalanced_posting_before_the_database_sees_it():
     adv = AdvertiserFactory()
     acc = accounts(adv)

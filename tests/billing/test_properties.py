@@ -27,6 +27,7 @@ from portal.errors import BusinessError
 from portal.models import Advertiser, Campaign
 from portal.services import advertiser_create, campaign_create
 from promotions.credits import credit_assign, credit_grant
+from promotions.freeze import credit_freeze, credit_unfreeze
 from promotions.models import Credit
 from tests.reference_model import RefAccount, RefCampaign, RefCredit, ledger_problems, normalise, purpose_balance
 
@@ -42,9 +43,23 @@ def money(currency: str, min_units: int = 1, max_units: int = 20_000):
 
 
 @st.composite
-def credit_specs(draw, currency, campaign_ids, *, hours=48):
-    """A credit as plain data: kind, amount (cap), percent, window in whole hours (ties happen), eligibility."""
+def credit_specs(draw, currency, campaign_ids, *, hours=48, broad=False):
+    """A credit as plain data: kind, amount (cap), percent, window in whole hours (ties happen), eligibility.
+
+    `broad`: valid for every campaign through most of the charges' time span (so charges use it)."""
     kind = draw(st.sampled_from(["free", "assignable", "discount"]))
+    if broad:
+        start = draw(st.integers(0, 4))
+        return {
+            "kind": kind,
+            "amount": draw(money(currency, 100, 5_000)),
+            "percent": draw(st.integers(1, 10_000).map(lambda n: D(n) / 100)) if kind == "discount" else None,
+            "valid_from": T0 + timedelta(hours=start),
+            "expires_at": T0 + timedelta(hours=start + draw(st.integers(40, 100))),
+            "objectives": set(),
+            "product_source": "",
+            "campaigns": draw(st.sets(st.sampled_from(campaign_ids), min_size=1)) if kind == "assignable" else set(),
+        }
     start = draw(st.integers(0, hours))
     return {
         "kind": kind,
@@ -78,7 +93,8 @@ def pure_scenarios(draw):
         cid: (draw(st.sampled_from(OBJECTIVES)), draw(st.sampled_from(SOURCES))) for cid in (11, 12, 13)
     }
     ids = list(campaigns)
-    credits = draw(st.lists(credit_specs(currency, ids), min_size=1, max_size=10))
+    credits = draw(st.lists(st.one_of(credit_specs(currency, ids), credit_specs(currency, ids, broad=True)),
+                            min_size=1, max_size=10))
     usable = draw(st.lists(st.sampled_from([True, True, True, False]), min_size=len(credits), max_size=len(credits)))
     charges = draw(st.lists(charge_specs(currency, ids), min_size=2, max_size=12))
     method = draw(st.sampled_from(["manual", "automatic", "monthly_invoice"]))
@@ -162,7 +178,12 @@ def db_scenarios(draw):
     currency = draw(st.sampled_from(["USD", "USD", "JPY", "KWD"]))
     campaigns = [(draw(st.sampled_from(OBJECTIVES)), draw(st.sampled_from(SOURCES))) for _ in range(3)]
     # a few grants first, so that charges have credit to use; then anything in any order
-    ops = [("grant", draw(credit_specs(currency, [0, 1, 2]))) for _ in range(draw(st.integers(1, 4)))]
+    ops = []
+    for _ in range(draw(st.integers(1, 4))):
+        spec = draw(credit_specs(currency, [0, 1, 2], broad=draw(st.booleans())))
+        ops.append(("grant", spec))
+        if spec["kind"] == "assignable" and spec["campaigns"]:
+            ops.append(("assign", -1, spec["campaigns"]))  # -1: the coupon just granted
     for _ in range(draw(st.integers(2, 10))):
         op = draw(st.sampled_from(["grant", "charges", "charges", "charges", "deposit", "assign", "assign",
                                    "replay", "freeze"]))
@@ -226,12 +247,13 @@ def test_r10_r14_services_on_postgresql_agree_with_the_model_and_the_ledger_stay
             if s["kind"] == "assignable":
                 coupons.append(credit)
         elif op[0] == "assign" and coupons:
-            coupon = coupons[op[1] % len(coupons)]
+            coupon = coupons[op[1] % len(coupons)]  # -1 is the latest
             ids = sorted(camps[i].pk for i in op[2])
             credit_assign(credit=coupon, campaign_ids=ids)
             model.credits[coupon.pk].campaigns = set(ids)
-        elif op[0] == "freeze":
-            Advertiser.objects.filter(pk=adv.pk).update(credit_frozen=op[1])
+        elif op[0] == "freeze" and op[1] == model.credit_takes_part:
+            # R30 through the staff services: frozen credits take no part (R12) until unfrozen
+            (credit_freeze if op[1] else credit_unfreeze)(advertiser=adv, reason="property")
             model.credit_takes_part = not op[1]
         elif op[0] == "deposit":
             if method == "manual":
