@@ -20,7 +20,7 @@ from portal.errors import BusinessError
 from portal.models import Advertiser, Campaign
 from promotions.models import Credit
 from tests.factories import AdvertiserFactory, CampaignFactory, deposit, grant
-from tests.reference_model import ledger_problems, purpose_balance
+from tests.reference_model import RefAccount, RefCampaign, RefCredit, ledger_problems, normalise, purpose_balance
 
 pytestmark = pytest.mark.django_db(transaction=True)
 D = Decimal
@@ -100,6 +100,19 @@ def test_r11_r13_many_threads_charging_one_advertiser_never_overdraw_credit_cap_
     assert purpose_balance(adv.pk, Purpose.ARREARS) == total - D("130.00")
     assert ledger_problems() == []
     assert SpendEvent.objects.count() == 400
+    # and the outcome is that of some serial order — the order the advertiser lock granted, which
+    # is the order of the charges' ledger transactions: the reference model, fed the charges in
+    # that order, pays each one exactly as it was paid
+    model = RefAccount()
+    model.cash = D("100.00")
+    model.campaigns[camp.pk] = RefCampaign(camp.pk, camp.objective, camp.product_source)
+    for c in (free, disc):
+        model.credits[c.pk] = RefCredit(id=c.pk, kind=c.kind, left=c.amount, valid_from=c.valid_from,
+                                        expires_at=c.expires_at, percent=c.percent)
+    by_event = {r.event_id: r.allocation for r in flat}
+    for ev in SpendEvent.objects.order_by("transaction_id"):
+        want = model.charge(amount=ev.amount, campaign_id=camp.pk, at=ev.occurred_at)
+        assert normalise(by_event[ev.event_id]) == want, ev.event_id
 
 
 def test_r11_multi_advertiser_batches_in_opposite_orders_do_not_deadlock_or_overdraw(spend_event):
