@@ -13,9 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from django.db import transaction
-from django.db.models import Case, DecimalField, F, Value, When
-from django.db.models.functions import Round
+from django.db import connection, transaction
 from django.utils import timezone
 
 from billing.models import (
@@ -89,7 +87,9 @@ def ledger_post_many(postings: list[Posting]) -> list[LedgerTransaction]:
         if accounts[pk].balance + delta < 0:
             raise LedgerError(f"{accounts[pk]} would go negative ({accounts[pk].balance} {delta:+})")
 
-    with transaction.atomic():
+    # No savepoint: callers already hold a transaction (the advertiser lock), and nobody
+    # recovers from a failed posting inside it — the savepoint cost two round trips per post.
+    with transaction.atomic(savepoint=False):
         txs = LedgerTransaction.objects.bulk_create(
             [
                 LedgerTransaction(
@@ -113,20 +113,31 @@ def ledger_post_many(postings: list[Posting]) -> list[LedgerTransaction]:
         LedgerEntry.objects.bulk_create(entries)
         moved = {pk: d for pk, d in deltas.items() if d}
         if moved:
-            out = DecimalField(max_digits=20, decimal_places=4)
-            # Round back to the 4 stored places: SQLite keeps decimals as binary floats, and using up
-            # a balance exactly (64.41 − 64.41) could otherwise leave −1e-14 and trip the CHECK.
-            LedgerAccount.objects.filter(pk__in=moved).update(
-                balance=Round(
-                    F("balance")
-                    + Case(*[When(pk=pk, then=Value(d, output_field=out)) for pk, d in moved.items()], output_field=out),
-                    4,
-                    output_field=out,
-                )
-            )
+            _balances_add(moved)
     for pk, delta in deltas.items():
         accounts[pk].balance += delta
     return txs
+
+
+def _balances_add(deltas: dict[int, Decimal]) -> None:
+    """`balance = balance + delta` for every account, in one UPDATE.
+
+    Written as SQL because building the same statement with the ORM
+    (`Case(*[When(pk=…, then=…)])`) costs about 0.2 ms of Python per account — 40–50 ms for the
+    ~250 accounts a batch of 100 charges moves, the largest single cost of a batch.
+    """
+    qn = connection.ops.quote_name
+    table, id_col = qn(LedgerAccount._meta.db_table), qn(LedgerAccount._meta.pk.column)
+    whens = " ".join(["WHEN %s THEN %s"] * len(deltas))
+    ids = ", ".join(["%s"] * len(deltas))
+    params = [x for pk, delta in deltas.items() for x in (pk, delta)] + list(deltas)
+    new_balance = f"balance + CASE {id_col} {whens} END"
+    if connection.vendor == "sqlite":
+        # SQLite keeps decimals as binary floats: without rounding back to the 4 stored places,
+        # using up a balance exactly (64.41 − 64.41) can leave −1e-14 and trip the CHECK.
+        new_balance = f"ROUND({new_balance}, 4)"
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {table} SET balance = {new_balance} WHERE {id_col} IN ({ids})", params)
 
 
 def ledger_post(posting: Posting) -> LedgerTransaction:
