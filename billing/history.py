@@ -5,6 +5,7 @@ credits exist: lists prefetch their entries with each entry's account and credit
 chart is one aggregate grouped by day in SQL.
 """
 
+import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -53,13 +54,10 @@ class TxRow:
     kind: str
     label: str
     campaign: str
-    amount: Decimal  # signed from the advertiser's point of view
+    amount: Decimal  # signed from the advertiser's point of view (a bill is not signed)
     currency: str
     funding: list[FundingPart] = field(default_factory=list)
-
-    @property
-    def direction(self) -> str:
-        return "in" if self.amount > 0 else "out" if self.amount < 0 else "neutral"
+    direction: str = "out"  # in | out | neutral
 
     def part(self, key: str) -> Decimal:
         return sum((p.amount for p in self.funding if p.key == key), ZERO)
@@ -72,7 +70,13 @@ def _entry_key(entry: LedgerEntry) -> str | None:
     return purpose if purpose in FUNDING_LABELS else None
 
 
+CARD_IN_MEMO = re.compile(r"•••\s*(\d{4})\s*$")
+
+
 def _funding(tx: LedgerTransaction) -> list[FundingPart]:
+    if tx.kind == TxKind.PAYMENT:  # a bill or invoice paid by the payment method on file
+        m = CARD_IN_MEMO.search(tx.memo)
+        return [FundingPart("card", f"Card ···· {m.group(1)}" if m else "Payment method", tx.amount)]
     if tx.kind == TxKind.DEPOSIT:
         deposit = getattr(tx, "deposit", None)
         source = deposit.source if deposit else "api"
@@ -92,16 +96,17 @@ def _funding(tx: LedgerTransaction) -> list[FundingPart]:
 
 
 def transaction_row(tx: LedgerTransaction) -> TxRow:
-    sign = 1 if tx.kind in MONEY_IN else 0 if tx.kind in NEUTRAL else -1
+    direction = "in" if tx.kind in MONEY_IN else "neutral" if tx.kind in NEUTRAL else "out"
     return TxRow(
         id=tx.pk,
         occurred_at=tx.occurred_at,
         kind=tx.kind,
         label=tx.get_kind_display(),
         campaign=tx.campaign.name if tx.campaign_id else "",
-        amount=tx.amount * sign if sign else tx.amount,
+        amount=-tx.amount if direction == "out" else tx.amount,
         currency=tx.currency,
         funding=_funding(tx),
+        direction=direction,
     )
 
 

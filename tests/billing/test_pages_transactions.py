@@ -238,3 +238,22 @@ def test_same_queries_with_2_or_30_transactions(db, fast_password_hashing, path,
     n_large = _queries(large.client("admin"), f"/a/{large.advertiser.pk}/{path}", headers)
     assert n_small == n_large
     assert n_large <= 12
+
+
+def test_automatic_payment_bill_and_card_payment_rows(db, fast_password_hashing):
+    from billing.autopay import charge_thresholds, payment_method_set, threshold_set
+
+    # given an automatic-payment account with a card on file that spends past its threshold
+    t = make_team(billing_method="automatic")
+    payment_method_set(advertiser=t.advertiser, card_number="4242424242424242", expiry="12/39")
+    threshold_set(advertiser=t.advertiser, amount="50.00", reason="test")
+    spend(t.campaign, "60.00")
+    charge_thresholds()
+    # when the admin opens Transactions
+    body = text(t.client("admin").get(f"/a/{t.advertiser.pk}/payments/transactions/"))
+    # then the spend went to the current bill, the bill is listed unsigned and the card paid it
+    assert "Ad spend Spring sale −$60.00 Current bill $60.00" in body
+    assert "Bill — $50.00 Current bill $50.00" in body
+    assert "Payment — +$50.00 Card ···· 4242 $50.00" in body
+    overview = text(t.client("admin").get(f"/a/{t.advertiser.pk}/payments/"))
+    assert "Current bill $10.00" in overview
