@@ -18,16 +18,16 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from billing.models import LedgerTransaction
 from billing.autopay import threshold_changes_this_month
+from billing.models import LedgerTransaction
 from billing.money import check_currency, fmt, parse_amount
 from billing.selectors import advertiser_balances
 from billing.switching import billing_settings_set
 from portal.errors import BadInput, BusinessError
 from portal.models import (
     Advertiser,
-    AuditLog,
     AdvertiserStatus,
+    AuditLog,
     BCMembership,
     BusinessCenter,
     Campaign,

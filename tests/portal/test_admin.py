@@ -207,6 +207,13 @@ def test_withdraw_action_is_offered_on_the_credit_page(client, support):
     assert 'value="withdraw_credit"' in page.text
     assert 'name="_save"' not in page.text  # read-only: nothing to save
     assert "Not assigned: pays nothing until" in page.text
+    # picking it there leads to the same confirmation page
+    confirm = client.post(reverse("admin:promotions_credit_change", args=[credit.pk]),
+                          {"CHANGE_FORM-action": "withdraw_credit", "_selected_action": [str(credit.pk)]})
+    assert confirm.status_code == 200
+    assert 'name="reason"' in confirm.text and "40.00 USD" in confirm.text
+    credit.refresh_from_db()
+    assert credit.status == CreditStatus.ACTIVE
 
 
 def test_withdrawing_an_already_withdrawn_credit_is_reported(client, support):
