@@ -2,9 +2,9 @@
 
 A BC holds its own cash balance (ledger account `bc_cash`), later moved to its advertisers with
 `/bc/transfer/`. A deposit books Dr BC payments received, Cr BC cash. It is idempotent by key per
-BC: the key is kept in the deposit transaction's memo and looked up under the BC row lock, so a
-replay returns the first deposit and a reused key with another amount is a Conflict. The same
-per-currency deposit limits as advertiser deposits apply (R23).
+BC: each deposit is a `BCDeposit` row, unique by (Business Center, key) in the database, looked up
+under the BC row lock, so a replay returns the first deposit and a reused key with another amount
+is a Conflict. The same per-currency deposit limits as advertiser deposits apply (R23).
 """
 
 from decimal import Decimal
@@ -13,7 +13,7 @@ from django.db import transaction
 
 from billing.deposits import _check_key, deposit_limits
 from billing.ledger import Posting, ledger_post
-from billing.models import LedgerAccount, LedgerTransaction, Purpose, TxKind
+from billing.models import BCDeposit, LedgerAccount, Purpose, TxKind
 from billing.money import ZERO, fmt, parse_amount
 from portal.errors import BusinessError, Conflict
 
@@ -31,15 +31,15 @@ def bc_cash_balance(*, business_center) -> Decimal:
     return acct.balance if acct else ZERO
 
 
-def bc_deposit_create(*, business_center, amount, idempotency_key: str) -> LedgerTransaction:
-    """Load a Business Center's cash balance; returns the deposit's ledger transaction."""
+def bc_deposit_create(*, business_center, amount, idempotency_key: str) -> BCDeposit:
+    """Load a Business Center's cash balance; returns the deposit (the first one, on a replay)."""
     from portal.models import BusinessCenter
 
     amount = parse_amount(amount, business_center.currency)
     key = _check_key(idempotency_key)
     with transaction.atomic():
         bc = BusinessCenter.objects.select_for_update().get(pk=business_center.pk)
-        prior = LedgerTransaction.objects.filter(business_center=bc, kind=TxKind.BC_DEPOSIT, memo=_memo(key)).first()
+        prior = BCDeposit.objects.filter(business_center=bc, idempotency_key=key).first()
         if prior is not None:
             if prior.amount != amount:
                 raise Conflict(
@@ -57,4 +57,5 @@ def bc_deposit_create(*, business_center, amount, idempotency_key: str) -> Ledge
         p = Posting(kind=TxKind.BC_DEPOSIT, currency=bc.currency, amount=amount, lines=[], business_center_id=bc.pk,
                     memo=_memo(key))
         p.move(debit=acc[Purpose.BC_SETTLEMENT], credit=acc[Purpose.BC_CASH], amount=amount)
-        return ledger_post(p)
+        return BCDeposit.objects.create(business_center=bc, amount=amount, idempotency_key=key,
+                                        transaction=ledger_post(p))

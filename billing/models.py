@@ -167,6 +167,27 @@ class Deposit(models.Model):
         ]
 
 
+class BCDeposit(models.Model):
+    """Money loaded into a Business Center's cash balance, idempotent by key per BC (R23).
+
+    The unique constraint is what makes the key a key: a replay or a concurrent duplicate can
+    never book a second deposit, whatever code runs."""
+
+    business_center = models.ForeignKey("portal.BusinessCenter", on_delete=models.PROTECT, related_name="deposits")
+    amount = models.DecimalField(max_digits=20, decimal_places=4)
+    idempotency_key = models.CharField(max_length=100)
+    transaction = models.OneToOneField(LedgerTransaction, on_delete=models.PROTECT, related_name="bc_deposit")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["business_center", "idempotency_key"], name="bc_deposit_idempotency_key_unique"
+            ),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="bc_deposit_amount_gt_0"),
+        ]
+
+
 class SpendKind(models.TextChoices):
     AD_SPEND = "ad_spend", "Ad spend"
     FEE = "fee", "Fee"
