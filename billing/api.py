@@ -1,19 +1,37 @@
-"""Portal API: money (API.md) — deposits, refund, balances, spend ingestion and charges."""
+"""Portal API: money (API.md) — deposits, refund, balances, spend ingestion and charges, the card
+on file, billing method and settings, bills and "Pay now"."""
 
 from typing import Annotated, Any
 
 from ninja import Router, Schema, Status
 from pydantic import BaseModel, Field, WithJsonSchema, model_validator
 
+from billing.autopay import bill_pay, payment_method_set
 from billing.bc import bc_cash_balance, bc_deposit_create
 from billing.deposits import cash_refund, deposit_create
-from billing.models import SpendEvent
+from billing.models import Bill, BillKind, BillStatus, SpendEvent
 from billing.selectors import advertiser_balances
 from billing.spend import allocations_for, spend_record_batch
+from billing.switching import billing_method_switch, billing_settings_set
 from billing.waterfall import Allocation
 from portal.api_auth import require_staff
-from portal.api_schemas import ERRORS, AmountIn, BCCashOut, DepositIn, IdIn, Money, Timestamp, TimestampIn, iso, money
-from portal.errors import NotFound
+from portal.api_schemas import (
+    ERRORS,
+    AdvertiserOut,
+    AmountIn,
+    BCCashOut,
+    BillingMethodIn,
+    DepositIn,
+    IdIn,
+    Money,
+    TextIn,
+    Timestamp,
+    TimestampIn,
+    advertiser_json,
+    iso,
+    money,
+)
+from portal.errors import BusinessError, NotFound
 from portal.permissions import advertiser_for, business_center_for
 
 router = Router(tags=["billing"])
@@ -182,3 +200,157 @@ def charge_view(request, id: str, event_id: str):
     if event is None:
         raise NotFound("charge")
     return allocation_json(allocations_for([event])[event.event_id], event.currency)
+
+
+# --- the card on file, billing method and settings (R24–R29) ------------------------------------
+
+
+class PaymentMethodIn(Schema):
+    card_number: Annotated[Any, WithJsonSchema({"type": "string", "examples": ["4242 4242 4242 4242"],
+                                                "description": "A sandbox test card number; never stored."})]
+    expiry: Annotated[Any, WithJsonSchema({"type": "string", "examples": ["08/29"], "description": "MM/YY"})]
+
+
+class PaymentMethodOut(Schema):
+    last4: str
+    expiry: str
+    status: str
+
+
+@router.post("/advertisers/{id}/payment-method", response={200: PaymentMethodOut, **ERRORS},
+             summary="Put a card on file, replacing any previous one; only its last 4 digits are kept (admin, finance)")
+def payment_method_view(request, id: str, payload: PaymentMethodIn):
+    adv, _ = advertiser_for(request.auth, id, need="payments_write")
+    pm = payment_method_set(advertiser=adv, card_number=payload.card_number, expiry=payload.expiry)
+    return {"last4": pm.last4, "expiry": pm.expiry, "status": pm.status}
+
+
+class BillingMethodSwitchIn(Schema):
+    billing_method: BillingMethodIn
+
+
+@router.post("/advertisers/{id}/billing-method", response={200: AdvertiserOut, **ERRORS},
+             summary="Switch billing method: manual → automatic or invoicing, automatic → invoicing (staff, admin)")
+def billing_method_view(request, id: str, payload: BillingMethodSwitchIn):
+    adv, _ = advertiser_for(request.auth, id, need="admin")
+    return advertiser_json(billing_method_switch(advertiser=adv, billing_method=payload.billing_method))
+
+
+SETTINGS = ("billing_threshold", "bill_cycle", "credit_line_limit", "invoicing_eligible")
+
+
+class BillingSettingsIn(Schema):
+    billing_threshold: AmountIn | None = None
+    bill_cycle: Annotated[Any, WithJsonSchema({"type": "string", "enum": ["weekly", "monthly"]})] | None = None
+    credit_line_limit: Annotated[Any, WithJsonSchema({"type": "string", "examples": ["5000.00"],
+                                                      "description": "A decimal string; 0 removes the line."})] | None = None
+    invoicing_eligible: Annotated[Any, WithJsonSchema({"type": "boolean"})] | None = None
+    reason: TextIn | None = None
+
+    @model_validator(mode="after")
+    def _something_to_set(self):
+        if all(getattr(self, f) is None for f in SETTINGS):
+            raise ValueError(f"send at least one of {', '.join(SETTINGS)}")
+        return self
+
+
+class BillingSettingsOut(Schema):
+    advertiser_id: str
+    billing_method: str
+    billing_threshold: Money | None
+    bill_cycle: str
+    credit_line_limit: Money
+    invoicing_eligible: bool
+    next_bill_date: Timestamp | None
+
+
+def billing_settings_json(adv) -> dict:
+    c = adv.currency
+    return {
+        "advertiser_id": str(adv.pk),
+        "billing_method": adv.billing_method,
+        "billing_threshold": money(adv.billing_threshold, c) if adv.billing_threshold is not None else None,
+        "bill_cycle": adv.bill_cycle,
+        "credit_line_limit": money(adv.credit_line_limit, c),
+        "invoicing_eligible": adv.invoicing_eligible,
+        "next_bill_date": iso(adv.next_bill_at) if adv.billing_method == "automatic" else None,
+    }
+
+
+@router.post("/advertisers/{id}/billing-settings", response={200: BillingSettingsOut, **ERRORS},
+             summary="Set billing threshold, bill cycle, credit line or invoicing eligibility; audited (staff)")
+def billing_settings_view(request, id: str, payload: BillingSettingsIn):
+    adv, _ = advertiser_for(request.auth, id, need="staff")
+    adv = billing_settings_set(
+        advertiser=adv,
+        billing_threshold=payload.billing_threshold,
+        bill_cycle=payload.bill_cycle,
+        credit_line_limit=payload.credit_line_limit,
+        invoicing_eligible=payload.invoicing_eligible,
+        reason=payload.reason if isinstance(payload.reason, str) and payload.reason.strip() else "set by staff",
+        by=request.auth,
+    )
+    return billing_settings_json(adv)
+
+
+# --- bills (R24, R26, R27) -----------------------------------------------------------------------
+
+
+class BillOut(Schema):
+    id: str
+    kind: Annotated[str, WithJsonSchema({"type": "string", "enum": list(BillKind.values)})]
+    number: str | None
+    amount: Money
+    currency: str
+    status: Annotated[str, WithJsonSchema({"type": "string", "enum": list(BillStatus.values)})]
+    attempts: int
+    issued_at: Timestamp
+    due_at: Timestamp | None
+    paid_at: Timestamp | None
+
+
+def bill_json(b: Bill) -> dict:
+    return {
+        "id": str(b.pk),
+        "kind": b.kind,
+        "number": b.number,
+        "amount": money(b.amount, b.currency),
+        "currency": b.currency,
+        "status": b.status,
+        "attempts": b.attempts,
+        "issued_at": iso(b.issued_at),
+        "due_at": iso(b.due_at),
+        "paid_at": iso(b.paid_at),
+    }
+
+
+def bill_for(user, bill_id, *, need: str) -> Bill:
+    """The bill, if the caller may act on its advertiser; another advertiser's bill is 404."""
+    try:
+        bill = Bill.objects.select_related("advertiser").get(pk=int(str(bill_id)))
+    except (Bill.DoesNotExist, ValueError):
+        raise NotFound("bill") from None
+    try:
+        advertiser_for(user, bill.advertiser_id, need=need)
+    except NotFound:
+        raise NotFound("bill") from None
+    return bill
+
+
+@router.get("/advertisers/{id}/bills", response={200: list[BillOut], **ERRORS},
+            summary="Bills and monthly invoices, newest first (payments access, staff)")
+def bill_list(request, id: str):
+    adv, _ = advertiser_for(request.auth, id, need="payments_read")
+    return [bill_json(b) for b in Bill.objects.filter(advertiser=adv).order_by("-issued_at", "-pk")]
+
+
+@router.post("/bills/{id}/pay", response={200: BillOut, **ERRORS},
+             summary="Pay now: charge the card on file for a failed or open bill (admin, finance)")
+def bill_pay_view(request, id: str):
+    bill = bill_for(request.auth, id, need="payments_write")
+    bill = bill_pay(bill=bill)
+    if bill.status != BillStatus.PAID:
+        # the attempt is recorded on the bill; the caller learns why it failed
+        raise BusinessError("payment_failed", bill.last_error or "The payment did not go through.",
+                            bill_id=str(bill.pk), bill_status=bill.status)
+    return bill_json(bill)

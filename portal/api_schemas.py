@@ -33,6 +33,8 @@ TimestampIn = Annotated[
     WithJsonSchema({"type": "string", "format": "date-time", "description": "ISO 8601 with UTC offset."}),
 ]
 IdIn = Annotated[Any, WithJsonSchema({"type": "string", "description": "An id (a string of digits; an integer is also accepted)."})]
+TextIn = Annotated[Any, WithJsonSchema({"type": "string"})]
+CountIn = Annotated[Any, WithJsonSchema({"type": "integer", "minimum": 1, "description": "A whole number (a digit string is also accepted)."})]
 IdListIn = Annotated[Any, WithJsonSchema({"type": "array", "items": {"type": "string"}})]
 ObjectiveListIn = Annotated[
     Any, WithJsonSchema({"type": "array", "items": {"type": "string", "enum": list(Objective.values)}})
