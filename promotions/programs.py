@@ -18,7 +18,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from billing.ledger import lock_advertisers
-from billing.money import fmt, parse_amount
+from billing.money import check_currency, fmt, parse_amount
 from portal.errors import BadInput, BusinessError, NotFound
 from portal.models import AdvertiserStatus, ProductSource, SignupSource
 from promotions.credits import _eligibility
@@ -57,6 +57,7 @@ def program_create(
     max_redemptions=None,
     ends_at: datetime | None = None,
 ) -> Program:
+    check_currency(currency)
     if kind not in ProgramKind.values:
         raise BadInput("invalid_kind", f"kind must be one of {', '.join(ProgramKind.values)}.")
     if reward_kind not in ("free", "assignable"):
