@@ -97,6 +97,11 @@ def pure_scenarios(draw):
                             min_size=1, max_size=10))
     usable = draw(st.lists(st.sampled_from([True, True, True, False]), min_size=len(credits), max_size=len(credits)))
     charges = draw(st.lists(charge_specs(currency, ids), min_size=2, max_size=12))
+    # R9 boundaries: some charges occur exactly when a credit starts or expires, or just before
+    edges = [t for c in credits for t in (c["valid_from"], c["expires_at"], c["expires_at"] - timedelta(microseconds=1))]
+    for ch in charges:
+        if draw(st.integers(0, 2)) == 0:
+            ch["at"] = draw(st.sampled_from(edges))
     method = draw(st.sampled_from(["manual", "automatic", "monthly_invoice"]))
     cash = draw(money(currency, 0, 50_000))
     line = draw(money(currency, 0, 50_000))
