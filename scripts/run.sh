@@ -44,7 +44,7 @@ trap 'stop' EXIT
 
 "$bin/gunicorn" portal.wsgi:application \
   --bind "$BIND" --workers "${WEB_WORKERS:-2}" \
-  --graceful-timeout 5 --access-logfile - &
+  --graceful-timeout 5 --access-logfile - --no-control-socket &
 pids+=("$!")
 "$bin/celery" -A portal worker --pool=solo --loglevel=INFO &
 pids+=("$!")
