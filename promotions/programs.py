@@ -20,10 +20,11 @@ from django.utils import timezone
 from billing.ledger import lock_advertisers
 from billing.money import check_currency, fmt, parse_amount
 from portal.errors import BadInput, BusinessError, NotFound
-from portal.models import AdvertiserStatus, ProductSource, SignupSource
+from portal.models import AdvertiserStatus, BillingMethod, ProductSource, SignupSource
 from promotions.credits import _eligibility
 from promotions.models import (
     CreditSource,
+    CreditStatus,
     Enrollment,
     EnrollmentStatus,
     Program,
@@ -268,6 +269,8 @@ def enrollment_award(*, enrollment: Enrollment, tier: Tier | None, at: datetime)
         enrollment.status = EnrollmentStatus.WITHHELD
     else:
         issue_at = max(at, timezone.now())
+        # R21: on automatic payment a Shop reward waits `pending` until the next bill is paid.
+        shop_waits = program.kind == ProgramKind.SHOP and enrollment.advertiser.billing_method == BillingMethod.AUTOMATIC
         enrollment.credit = credit_grant(
             advertiser=enrollment.advertiser,
             kind=program.reward_kind,
@@ -279,6 +282,7 @@ def enrollment_award(*, enrollment: Enrollment, tier: Tier | None, at: datetime)
             eligible_objectives=program.eligible_objectives,
             eligible_product_source=program.eligible_product_source,
             source=CreditSource.SHOP if program.kind == ProgramKind.SHOP else CreditSource.LADDER,
+            status=CreditStatus.PENDING if shop_waits else CreditStatus.ACTIVE,
         )
         enrollment.status = EnrollmentStatus.AWARDED
     enrollment.save(update_fields=["reached_tier", "closed_at", "window_end", "status", "credit"])

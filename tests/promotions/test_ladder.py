@@ -88,6 +88,27 @@ def test_r20_shop_program_counts_only_its_shop_campaigns(spend_event):
     assert enrollment.qualifying_spend == Decimal("30.00")
 
 
+def test_r21_shop_reward_on_automatic_payment_waits_for_a_paid_bill(spend_event):
+    from billing.autopay import charge_thresholds, payment_method_set
+
+    # given an automatic-payment Shop seller enrolled in a Shop program with an immediate tier
+    adv = AdvertiserFactory(shop_id="shop-1", billing_method="automatic")
+    payment_method_set(advertiser=adv, card_number="4242424242424242", expiry="12/30")
+    camp = CampaignFactory(advertiser=adv, objective="PRODUCT_SALES", product_source="TIKTOK_SHOP")
+    enrollment = enrollment_create(advertiser=adv, program=new_program(
+        kind="shop", tiers=[{"threshold": "40.00", "reward": "20.00", "immediate": True}]))
+    # when its spend crosses the tier
+    spend_record(event=spend_event(camp, "60.00", occurred_at=timezone.now()))
+    # then the reward is issued but waits, pending, for the current bill to be paid
+    enrollment.refresh_from_db()
+    assert enrollment.status == EnrollmentStatus.AWARDED
+    assert enrollment.credit.status == CreditStatus.PENDING
+    # and the next successful bill payment makes it usable
+    charge_thresholds()
+    enrollment.credit.refresh_from_db()
+    assert enrollment.credit.status == CreditStatus.ACTIVE
+
+
 @pytest.mark.parametrize(
     "setup, code",
     [
