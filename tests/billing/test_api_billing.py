@@ -20,7 +20,7 @@ from billing.switching import billing_method_switch, billing_settings_set
 from portal.models import Advertiser, AuditLog, CampaignStatus
 from tests.api_helpers import api, error_of, role_token, staff, world  # noqa: F401
 from tests.api_matrix import Endpoint, database_state, matrix
-from tests.factories import AdvertiserFactory, BusinessCenterFactory, CampaignFactory, deposit
+from tests.factories import AdvertiserFactory, BusinessCenterFactory, CampaignFactory
 
 pytestmark = pytest.mark.django_db
 
