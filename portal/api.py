@@ -6,9 +6,10 @@ the HTTP status of API.md: 400 bad input, 401 no/invalid token, 403 role does no
 404 unknown or not yours, 409 conflict, 422 a business rule refused it.
 """
 
+import functools
 import json
 
-from django.http import Http404
+from django.http import Http404, HttpResponseNotAllowed
 from ninja import NinjaAPI, Router, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
@@ -40,7 +41,34 @@ from portal.services import (
     member_add,
 )
 
-api = NinjaAPI(
+class PortalAPI(NinjaAPI):
+    """A wrong method on a known path answers the JSON error shape too (ninja's own 405 is plain
+    text): every URL's view is wrapped once, when the URLs are built."""
+
+    def _get_urls(self):
+        urls = super()._get_urls()
+        for pattern in urls:
+            if getattr(pattern, "callback", None) is not None:
+                pattern.callback = _json_method_not_allowed(pattern.callback)
+        return urls
+
+
+def _json_method_not_allowed(view):
+    @functools.wraps(view)
+    def wrapper(request, *args, **kwargs):
+        response = view(request, *args, **kwargs)
+        if isinstance(response, HttpResponseNotAllowed):
+            allowed = ", ".join(sorted(m.strip() for m in response["Allow"].split(",") if m.strip()))
+            answer = error_response(request, 405, "method_not_allowed",
+                                    f"{request.method} is not allowed on {request.path}; it accepts {allowed}.")
+            answer["Allow"] = allowed
+            return answer
+        return response
+
+    return wrapper
+
+
+api = PortalAPI(
     title="Ad Credit & Billing Portal API",
     version="1",
     description=(

@@ -137,6 +137,13 @@ OPERATIONS = {
     ("get", "/advertisers/{id}/charges/{event_id}", 200), ("get", "/advertisers/{id}/credits", 200),
     ("post", "/advertisers/{id}/credits", 201), ("post", "/credits/{id}/assign", 200),
     ("post", "/credits/{id}/transfer", 422), ("post", "/credits/{id}/withdraw", 200),
+    ("post", "/programs", 201), ("post", "/advertisers/{id}/enrollments", 201),
+    ("get", "/advertisers/{id}/enrollments", 200), ("post", "/advertisers/{id}/payment-method", 200),
+    ("post", "/advertisers/{id}/billing-method", 200), ("post", "/advertisers/{id}/billing-settings", 200),
+    ("get", "/advertisers/{id}/bills", 200), ("post", "/bills/{id}/pay", 200),
+    ("post", "/advertisers/{id}/freeze", 200), ("post", "/advertisers/{id}/unfreeze", 200),
+    ("post", "/advertisers/{id}/appeals", 201), ("get", "/advertisers/{id}/appeals", 200),
+    ("post", "/appeals/{id}/decision", 200),
 }
 
 
