@@ -82,18 +82,23 @@ def campaigns_resume(*, advertiser) -> int:
 def cash_refund(*, advertiser) -> Decimal:
     """Refund the whole unspent cash balance (R23): only in good standing; closes the account
     and forfeits its credits (R8: credit itself is never refunded)."""
-    from portal.models import AdvertiserStatus, BillingMethod, CampaignStatus
+    from portal.models import AdvertiserStatus, CampaignStatus
     from promotions.credits import credits_forfeit_postings
 
     with transaction.atomic():
         adv = lock_advertisers([advertiser.pk])[advertiser.pk]
         if adv.status != AdvertiserStatus.ACTIVE:
             raise BusinessError("not_in_good_standing", f"A refund needs an active account; this one is {adv.status}.")
-        if adv.billing_method != BillingMethod.MANUAL:
-            raise BusinessError("refund_not_allowed", "Only a manual-payment account holds a cash balance to refund.")
         acc = advertiser_accounts([adv.pk])[adv.pk]
         if acc[Purpose.ARREARS].balance > 0:
             raise BusinessError("not_in_good_standing", "The account has unpaid arrears.")
+        # Cash left from manual payment after a switch (decision 0006) is refundable too, once
+        # nothing is owed under the new method.
+        owed = acc[Purpose.ACCRUED].balance + acc[Purpose.BILLED].balance + acc[Purpose.CREDIT_LINE].balance
+        if owed > 0:
+            raise BusinessError(
+                "not_in_good_standing", "Settle the current bill or invoice before refunding the cash balance."
+            )
         cash = acc[Purpose.CASH].balance
         if cash <= 0:
             raise BusinessError("nothing_to_refund", "There is no unspent cash balance to refund.")

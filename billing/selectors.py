@@ -42,7 +42,7 @@ def advertiser_balances(*, advertiser) -> Balances:
         frozen_sum=Sum("balance", filter=frozen & ~Q(credit__kind=CreditKind.DISCOUNT)),
     )
     credit, discount, frozen_sum = (sums["usable_sum"] or ZERO, sums["discount_sum"] or ZERO, sums["frozen_sum"] or ZERO)
-    if advertiser.credit_frozen:
+    if not advertiser.credit_usable:  # frozen, suspended or closed: credit takes no part (R12)
         credit, frozen_sum = ZERO, frozen_sum + credit
     unpaid_invoices = Bill.objects.filter(
         advertiser=advertiser, kind=BillKind.MONTHLY_INVOICE, status__in=UNPAID
@@ -53,11 +53,12 @@ def advertiser_balances(*, advertiser) -> Balances:
         arrears=acc.get(Purpose.ARREARS, ZERO),
         credit_balance=credit,
         frozen_credit_balance=frozen_sum,
-        discount_cap_remaining=ZERO if advertiser.credit_frozen else discount,
+        discount_cap_remaining=discount if advertiser.credit_usable else ZERO,
         accrued=acc.get(Purpose.ACCRUED, ZERO),
         outstanding_bills=acc.get(Purpose.BILLED, ZERO) + (unpaid_invoices or ZERO),
         credit_line_limit=advertiser.credit_line_limit,
         credit_line_used=acc.get(Purpose.CREDIT_LINE, ZERO),
-        billing_threshold=advertiser.billing_threshold,
+        # both belong to automatic payment (R24): an account that left it has neither
+        billing_threshold=advertiser.billing_threshold if advertiser.billing_method == "automatic" else None,
         next_bill_date=advertiser.next_bill_at if advertiser.billing_method == "automatic" else None,
     )

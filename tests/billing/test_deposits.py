@@ -211,8 +211,39 @@ def test_r23_no_refund_without_cash_and_the_account_stays_open():
 
 
 @pytest.mark.parametrize("method", ["automatic", "monthly_invoice"])
-def test_r23_refund_is_only_for_manual_payment(method):
+def test_r23_an_account_that_never_prepaid_has_nothing_to_refund(method):
     adv = AdvertiserFactory(billing_method=method)
     with pytest.raises(BusinessError) as e:
         cash_refund(advertiser=adv)
-    assert e.value.code == "refund_not_allowed"
+    assert e.value.code == "nothing_to_refund"
+
+
+def test_r23_r28_cash_left_after_switching_is_refundable_once_nothing_is_owed(spend_event):
+    from billing.autopay import payment_method_set
+    from billing.spend import spend_record
+    from billing.switching import billing_method_switch
+
+    adv = AdvertiserFactory()
+    deposit(adv, "100.00")
+    payment_method_set(advertiser=adv, card_number="4242424242424242", expiry="12/30")
+    billing_method_switch(advertiser=adv, billing_method="automatic")
+    camp = CampaignFactory(advertiser=adv)
+    spend_record(event=spend_event(camp, "30.00"))  # paid from the cash left over
+    assert cash_refund(advertiser=adv) == Decimal("70.00")
+    adv.refresh_from_db()
+    assert adv.status == "closed"
+
+
+def test_r23_no_refund_while_a_bill_is_accruing(spend_event):
+    from billing.autopay import payment_method_set
+    from billing.spend import spend_record
+    from billing.switching import billing_method_switch
+
+    adv = AdvertiserFactory()
+    deposit(adv, "20.00")
+    payment_method_set(advertiser=adv, card_number="4242424242424242", expiry="12/30")
+    billing_method_switch(advertiser=adv, billing_method="automatic")
+    spend_record(event=spend_event(CampaignFactory(advertiser=adv), "25.00"))  # 20 cash, 5 accrued
+    with pytest.raises(BusinessError) as e:
+        cash_refund(advertiser=adv)
+    assert e.value.code == "not_in_good_standing"
