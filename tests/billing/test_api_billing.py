@@ -250,7 +250,7 @@ def test_automatic_to_invoicing_bills_the_accrued_spend_as_a_switch_bill(api, st
     assert [(b["kind"], b["amount"], b["status"]) for b in bills] == [("switch", "30.00", "paid")]
     balances = api.get(f"/advertisers/{adv.pk}/balances", token=staff).json()
     assert (balances["accrued"], balances["outstanding_bills"], balances["credit_line_limit"],
-            balances["next_bill_date"]) == ("0.00", "0.00", "1000.00", None)
+            balances["billing_threshold"], balances["next_bill_date"]) == ("0.00", "0.00", "1000.00", None, None)
 
 
 # --- staff billing settings (R25, R27) -------------------------------------------------------------
