@@ -232,5 +232,10 @@ def test_balances_use_the_currencys_places(api, currency, amount, shown):
 def test_balances_show_threshold_and_credit_line_when_set(api):
     adv = AdvertiserFactory()
     Advertiser.objects.filter(pk=adv.pk).update(billing_threshold=Decimal("180"), credit_line_limit=Decimal("5000"))
-    body = api.get(f"/advertisers/{adv.pk}/balances", token=role_token(adv, "admin")).json()
+    admin = role_token(adv, "admin")
+    body = api.get(f"/advertisers/{adv.pk}/balances", token=admin).json()
+    # a threshold applies to automatic payment only (R24)
+    assert (body["billing_threshold"], body["credit_line_limit"]) == (None, "5000.00")
+    Advertiser.objects.filter(pk=adv.pk).update(billing_method="automatic")
+    body = api.get(f"/advertisers/{adv.pk}/balances", token=admin).json()
     assert (body["billing_threshold"], body["credit_line_limit"]) == ("180.00", "5000.00")
