@@ -13,8 +13,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
+# Set by the test harness itself (the browser tests need DJANGO_ALLOW_ASYNC_UNSAFE in this
+# process), never by a deployment: keep them out of the production process under check.
+_HARNESS_VARIABLES = {"DEBUG", "MAIL_BACKEND", "DJANGO_SETTINGS_MODULE", "DJANGO_ALLOW_ASYNC_UNSAFE"}
+
+
 def _production_env(**overrides):
-    env = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "MAIL_BACKEND", "DJANGO_SETTINGS_MODULE"}}
+    env = {k: v for k, v in os.environ.items() if k not in _HARNESS_VARIABLES}
     alphabet = string.ascii_letters + string.digits + "!@#%^&*(-_=+)"
     env.update(
         PORTAL_MODE="production",
