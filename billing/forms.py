@@ -16,6 +16,13 @@ from portal.errors import BusinessError
 EXPIRY = re.compile(r"^\s*(\d{1,2})\s*/\s*(\d{2}|\d{4})\s*$")
 
 
+def card_number_clean(raw: str) -> str:
+    digits = re.sub(r"[\s-]", "", raw)
+    if not digits.isdigit() or not 12 <= len(digits) <= 19:
+        raise forms.ValidationError("Enter the card number as printed on the card (12 to 19 digits).")
+    return digits
+
+
 class CardNumberInput(forms.TextInput):
     """Never renders the typed value back: a card number is not echoed into a page."""
 
@@ -53,11 +60,7 @@ class AddFundsForm(forms.Form):
             raise forms.ValidationError(e.message, code=e.code) from None
 
     def clean_card_number(self):
-        raw = self.cleaned_data["card_number"]
-        digits = re.sub(r"[\s-]", "", raw)
-        if not digits.isdigit() or not 12 <= len(digits) <= 19:
-            raise forms.ValidationError("Enter the card number as printed on the card (12 to 19 digits).")
-        return digits
+        return card_number_clean(self.cleaned_data["card_number"])
 
     def clean_expiry(self):
         m = EXPIRY.match(self.cleaned_data["expiry"])
@@ -69,6 +72,40 @@ class AddFundsForm(forms.Form):
         if (year, month) < (today.year, today.month):
             raise forms.ValidationError("This card has expired.")
         return date(year, month, 1)
+
+
+class PaymentMethodForm(forms.Form):
+    """The card on file (R29). The expiry is passed as typed: `payment_method_set` checks it, and
+    its refusals are shown under the field they concern (`FIELD_OF_CODE`)."""
+
+    FIELD_OF_CODE = {"invalid_expiry": "expiry", "card_expired": "expiry", "card_refused": "card_number",
+                     "invalid_card": "card_number"}
+
+    card_number = forms.CharField(
+        max_length=32,
+        widget=CardNumberInput(attrs={"inputmode": "numeric", "autocomplete": "cc-number", "placeholder": "1234 1234 1234 1234"}),
+    )
+    expiry = forms.CharField(
+        label="Expiry (MM/YY)",
+        max_length=7,
+        widget=forms.TextInput(attrs={"autocomplete": "cc-exp", "placeholder": "MM/YY", "inputmode": "numeric"}),
+    )
+
+    def clean_card_number(self):
+        return card_number_clean(self.cleaned_data["card_number"])
+
+    def add_service_error(self, error: BusinessError) -> None:
+        self.add_error(self.FIELD_OF_CODE.get(error.code), error.message)
+
+
+class BillingMethodSwitchForm(forms.Form):
+    """Confirm a switch (R28); the rules are `billing_method_switch`'s."""
+
+    billing_method = forms.CharField(max_length=32, widget=forms.HiddenInput)
+    confirm = forms.BooleanField(
+        label="I understand what is settled when switching, and that the account can never go back to manual payment.",
+        error_messages={"required": "Tick the box to confirm the switch."},
+    )
 
 
 class TransactionFilterForm(forms.Form):

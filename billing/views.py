@@ -1,7 +1,8 @@
-"""Tools → Payments: Overview, Transactions (+ CSV) and Add funds (SPEC R1, R13, R14, R23, R29).
+"""Tools → Payments: Overview, Transactions (+ CSV), Add funds, Bills & invoices (+ printable
+invoice and PDF, Pay now), Payment method and Billing method (SPEC R1, R13, R14, R23–R29).
 
-Payments pages are for admin, finance and analyst; operators get 403 (R1). Add funds needs
-admin or finance.
+Payments pages are for admin, finance and analyst; operators get 403 (R1). Add funds, Pay now
+and the card on file need admin or finance; switching billing method needs admin (as the API).
 """
 
 import csv
@@ -10,20 +11,37 @@ import uuid
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import StreamingHttpResponse
-from django.shortcuts import redirect, render
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
-from django.views.decorators.http import require_GET
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_POST
 
+from billing.autopay import bill_pay, payment_method_set
 from billing.charts import stacked_bars
-from billing.forms import AddFundsForm, TransactionFilterForm
+from billing.forms import AddFundsForm, BillingMethodSwitchForm, PaymentMethodForm, TransactionFilterForm
 from billing.gateway import SandboxGateway, get_gateway
 from billing.history import payments_overview, transaction_rows, transactions_csv_rows, transactions_query
+from billing.invoice_pdf import invoice_pdf
+from billing.models import Bill, BillKind, BillStatus, PaymentMethod
+from billing.page_selectors import (
+    METHOD_DESCRIPTIONS,
+    billing_panel,
+    bill_rows,
+    bill_title,
+    bills_query,
+    invoice_document,
+    switch_options,
+)
+from billing.switching import billing_method_switch
 from billing.templatetags.money import format_money
 from billing.topups import card_deposit_create
 from portal.errors import BusinessError
 from portal.models import BillingMethod
+from portal.permissions import can
 from portal.views import advertiser_for_request
 
 PAGE_SIZE = 50
@@ -37,7 +55,14 @@ def overview(request, advertiser_id):
     return render(
         request,
         "billing/overview.html",
-        {"advertiser": advertiser, "role": role, "data": data, "chart": stacked_bars(data.spend)},
+        {
+            "advertiser": advertiser,
+            "role": role,
+            "data": data,
+            "chart": stacked_bars(data.spend),
+            "panel": billing_panel(advertiser=advertiser),
+            "can_pay": can(role, "payments_write"),
+        },
     )
 
 
@@ -114,3 +139,159 @@ def add_funds(request, advertiser_id):
         form = AddFundsForm(advertiser=advertiser, initial={"idempotency_key": uuid.uuid4().hex})
     context["form"] = form
     return render(request, "billing/add_funds.html", context, status=422 if form.errors else 200)
+
+
+# --- Bills & invoices (R24–R27) -----------------------------------------------------------------
+
+@login_required
+@require_GET
+def bills(request, advertiser_id):
+    advertiser, role = advertiser_for_request(request, advertiser_id, need="payments_read")
+    page = Paginator(bills_query(advertiser=advertiser), PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(request, "billing/bills.html", {
+        "advertiser": advertiser,
+        "role": role,
+        "page": page,
+        "rows": bill_rows(page.object_list, advertiser=advertiser),
+        "can_pay": can(role, "payments_write"),
+    })
+
+
+def _bill_of(advertiser, bill_id) -> Bill:
+    """This advertiser's bill, or 404 (another advertiser's bill is never revealed)."""
+    return get_object_or_404(Bill, pk=bill_id, advertiser=advertiser)
+
+
+@login_required
+@require_GET
+def bill_detail(request, advertiser_id, bill_id):
+    """The printable invoice or bill (print CSS hides the navigation)."""
+    advertiser, role = advertiser_for_request(request, advertiser_id, need="payments_read")
+    bill = _bill_of(advertiser, bill_id)
+    return render(request, "billing/bill_detail.html", {
+        "advertiser": advertiser,
+        "role": role,
+        "doc": invoice_document(bill=bill, advertiser=advertiser),
+        "can_pay": can(role, "payments_write"),
+    })
+
+
+@login_required
+@require_GET
+def bill_pdf(request, advertiser_id, bill_id):
+    advertiser, role = advertiser_for_request(request, advertiser_id, need="payments_read")
+    doc = invoice_document(bill=_bill_of(advertiser, bill_id), advertiser=advertiser)
+    response = HttpResponse(invoice_pdf(doc), content_type="application/pdf")
+    response["Content-Disposition"] = f'attachment; filename="{doc.title.lower()}-{doc.number.lstrip("#")}.pdf"'
+    return response
+
+
+def _next_url(request, default: str) -> str:
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()},
+                                                  require_https=request.is_secure()):
+        return target
+    return default
+
+
+@login_required
+@require_POST
+def bill_pay_view(request, advertiser_id, bill_id):
+    """Pay now (R26): charge the card on file for one unpaid bill, then say what happened."""
+    advertiser, role = advertiser_for_request(request, advertiser_id, need="payments_write")
+    bill = _bill_of(advertiser, bill_id)
+    bill.advertiser = advertiser
+    title = bill_title(bill)
+    try:
+        bill = bill_pay(bill=bill)
+    except BusinessError as e:
+        messages.error(request, e.message)
+    else:
+        amount = format_money(bill.amount, bill.currency)
+        if bill.status == BillStatus.PAID:
+            messages.success(request, f"{title} paid: {amount} charged to the card ending {bill.card_last4}.")
+        else:
+            messages.error(request, f"{title} was not paid: {bill.last_error or 'the payment did not go through.'}")
+    return redirect(_next_url(request, reverse("payments_bills", args=[advertiser.pk])))
+
+
+# --- the card on file (R29) and the billing method (R28) --------------------------------------
+
+@login_required
+def payment_method(request, advertiser_id):
+    advertiser, role = advertiser_for_request(request, advertiser_id, need="payments_write")
+    current = PaymentMethod.objects.filter(advertiser=advertiser).first()
+    form = PaymentMethodForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            pm = payment_method_set(
+                advertiser=advertiser, card_number=form.cleaned_data["card_number"], expiry=form.cleaned_data["expiry"]
+            )
+        except BusinessError as e:
+            form.add_service_error(e)
+        else:
+            messages.success(request, f"Card ending {pm.last4} (expires {pm.expiry}) is now your payment method.")
+            return redirect("payments_overview", advertiser_id=advertiser.pk)
+    context = {
+        "advertiser": advertiser,
+        "role": role,
+        "form": form,
+        "current": current,
+        "sandbox": isinstance(get_gateway(), SandboxGateway),
+    }
+    return render(request, "billing/payment_method.html", context, status=422 if form.errors else 200)
+
+
+@login_required
+def billing_method(request, advertiser_id):
+    advertiser, role = advertiser_for_request(request, advertiser_id, need="payments_read")
+    can_switch = can(role, "admin")
+    refusal, posted_target, posted_form = None, None, None
+    if request.method == "POST":
+        if not can_switch:
+            raise PermissionDenied("Only an admin of the account can change its billing method.")
+        posted_target = request.POST.get("billing_method", "")
+        prefix = posted_target if posted_target in BillingMethod.values else "other"
+        posted_form = BillingMethodSwitchForm(request.POST, auto_id=f"id_{prefix}_%s")
+        if posted_form.is_valid():
+            before = Bill.objects.filter(advertiser=advertiser, kind=BillKind.SWITCH).order_by("-pk").first()
+            try:
+                billing_method_switch(advertiser=advertiser, billing_method=posted_form.cleaned_data["billing_method"])
+            except BusinessError as e:
+                refusal = e
+            else:
+                _switch_messages(request, advertiser, before)
+                return redirect("payments_overview", advertiser_id=advertiser.pk)
+    options = switch_options(advertiser=advertiser)
+    for option in options:
+        mine = option.target == posted_target
+        option.form = posted_form if mine else BillingMethodSwitchForm(
+            initial={"billing_method": option.target}, auto_id=f"id_{option.target}_%s"
+        )
+        option.refusal = refusal if mine else None
+    context = {
+        "advertiser": advertiser,
+        "role": role,
+        "options": options,
+        # a refused target that is not an option (e.g. back to manual) is shown above the options
+        "other_refusal": refusal if refusal and not any(o.refusal for o in options) else None,
+        "description": METHOD_DESCRIPTIONS[advertiser.billing_method],
+        "can_switch": can_switch,
+        "can_pay": can(role, "payments_write"),
+        "card": PaymentMethod.objects.filter(advertiser=advertiser).first(),
+    }
+    status = 200 if posted_form is None else 409 if refusal else 422
+    return render(request, "billing/billing_method.html", context, status=status)
+
+
+def _switch_messages(request, advertiser, before: Bill | None) -> None:
+    method = advertiser.get_billing_method_display().lower()
+    messages.success(request, f"This account now pays by {method}.")
+    switch_bill = Bill.objects.filter(advertiser=advertiser, kind=BillKind.SWITCH).order_by("-pk").first()
+    if switch_bill is not None and (before is None or switch_bill.pk != before.pk):
+        amount = format_money(switch_bill.amount, switch_bill.currency)
+        if switch_bill.status == BillStatus.PAID:
+            messages.info(request, f"Spend accrued on automatic payment, {amount}, was billed and charged to your card.")
+        else:
+            messages.error(request, f"Spend accrued on automatic payment, {amount}, was billed but the card was not "
+                                    f"charged: {switch_bill.last_error} Pay it from Bills & invoices.")

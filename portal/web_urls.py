@@ -21,6 +21,16 @@ urlpatterns = [
         name="payments_transactions_csv",
     ),
     path("a/<int:advertiser_id>/payments/add-funds/", billing_views.add_funds, name="payments_add_funds"),
+    path("a/<int:advertiser_id>/payments/bills/", billing_views.bills, name="payments_bills"),
+    path("a/<int:advertiser_id>/payments/bills/<int:bill_id>/", billing_views.bill_detail, name="payments_bill"),
+    path("a/<int:advertiser_id>/payments/bills/<int:bill_id>.pdf", billing_views.bill_pdf, name="payments_bill_pdf"),
+    path("a/<int:advertiser_id>/payments/bills/<int:bill_id>/pay/", billing_views.bill_pay_view, name="payments_bill_pay"),
+    path(
+        "a/<int:advertiser_id>/payments/payment-method/", billing_views.payment_method, name="payments_payment_method"
+    ),
+    path(
+        "a/<int:advertiser_id>/payments/billing-method/", billing_views.billing_method, name="payments_billing_method"
+    ),
     path("a/<int:advertiser_id>/payments/credits/", promotions_views.credits, name="payments_credits"),
     path(
         "a/<int:advertiser_id>/payments/credits/<int:credit_id>/assign/",

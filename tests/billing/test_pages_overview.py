@@ -182,3 +182,186 @@ def test_overview_runs_the_same_queries_with_2_or_30_transactions_and_credits(db
     n_large = _queries(large.client("admin"), f"/a/{large.advertiser.pk}/payments/")
     assert n_small == n_large
     assert n_large <= 12
+
+
+# --- per billing method (R24, R26, R27) ----------------------------------------------------------
+from datetime import datetime  # noqa: E402
+from zoneinfo import ZoneInfo  # noqa: E402
+
+from billing.autopay import payment_method_set  # noqa: E402
+from billing.invoicing import issue_monthly_invoices  # noqa: E402
+from billing.models import Bill, BillKind, BillStatus  # noqa: E402
+from portal.models import Advertiser  # noqa: E402
+from tests.billing.bill_pages_helpers import (  # noqa: E402
+    DECLINE,
+    GOOD,
+    auto_team,
+    bill_rows_only,
+    invoiced_team,
+    last_month_invoice,
+    threshold_bill,
+)
+
+LA = ZoneInfo("America/Los_Angeles")
+
+
+def test_automatic_shows_threshold_progress_next_bill_date_and_card(db, fast_password_hashing):
+    # given an automatic account in Los Angeles: threshold 180, 132.40 accrued, billed on Dec 1
+    t = auto_team(threshold="180.00", tz="America/Los_Angeles")
+    Advertiser.objects.filter(pk=t.advertiser.pk).update(next_bill_at=datetime(2030, 12, 1, tzinfo=LA))
+    spend(t.campaign, "132.40")
+    # when the finance member opens the overview
+    html = overview(t, "finance").content.decode()
+    panel = element(html, "automatic-panel")
+    # then the bar shows accrued against the threshold, with the bill date in the account's zone
+    assert re.search(r'<progress class="meter" max="180\.0+" value="132\.40+"', panel)
+    assert ("$132.40 of $180.00 — billed when it reaches the threshold or on Dec 1, whichever comes first"
+            in text(panel))
+    assert "Current bill $132.40" in text(panel)
+    assert "Next bill date Dec 1, 2030 · 00:00 America/Los_Angeles" in text(element(panel, "next-bill-date"))
+    # and the card on file with a link to change it
+    card = element(panel, "card-on-file")
+    assert "Card on file •••• 4242 · expires 12/30 Change card" in text(card)
+    assert f'href="/a/{t.advertiser.pk}/payments/payment-method/"' in card
+    assert "Payment failed" not in text(html) and "Cash balance" not in text(html)
+
+
+def test_automatic_analyst_sees_the_card_without_a_change_link(db, fast_password_hashing):
+    t = auto_team()
+    card = element(overview(t, "analyst").content.decode(), "card-on-file")
+    assert "•••• 4242" in text(card) and "Change card" not in text(card)
+
+
+def test_automatic_full_bar_when_accrued_reached_the_threshold(db, fast_password_hashing):
+    t = auto_team(threshold="50.00")
+    spend(t.campaign, "60.00")  # the threshold job has not run yet
+    panel = element(overview(t).content.decode(), "automatic-panel")
+    assert '<progress class="meter meter-full"' in panel
+    assert "$60.00 of $50.00" in text(panel)
+
+
+def test_failed_bill_shows_the_payment_failed_banner_with_pay_now(db, fast_password_hashing):
+    # given a threshold bill the card declined
+    t = auto_team(card=DECLINE, threshold="50.00")
+    bill = threshold_bill(t)
+    # when the admin opens the overview
+    html = overview(t).content.decode()
+    banner = element(html, "payment-failed")
+    # then a red banner says the payment failed, why, and offers Pay now for that bill
+    assert 'class="alert alert-error banner pay-banner" role="alert"' in banner
+    assert text(banner).startswith("Payment failed — Pay now. $50.00 is unpaid.")
+    assert f"Threshold bill #{bill.pk} · $50.00 Your card was declined." in text(banner)
+    form = re.search(r'<form method="post" action="([^"]+)"[^>]*>.*?</form>', banner, re.S)
+    assert form.group(1) == f"/a/{t.advertiser.pk}/payments/bills/{bill.pk}/pay/"
+    assert 'name="next" value="/a/%d/payments/"' % t.advertiser.pk in form.group(0)
+    assert "Pay now" in form.group(0) and "csrfmiddlewaretoken" in form.group(0)
+    assert "Pay now charges the card ending 0002. Change card" in text(banner)
+    assert "$50.00" in text(element(html, "unpaid-bills"))
+
+
+def test_pay_now_from_the_banner_clears_it(db, fast_password_hashing):
+    t = auto_team(card=DECLINE, threshold="50.00")
+    bill = threshold_bill(t)
+    payment_method_set(advertiser=t.advertiser, card_number=GOOD, expiry="12/30")
+    url = f"/a/{t.advertiser.pk}/payments/"
+    response = t.admin.post(f"{url}bills/{bill.pk}/pay/", {"next": url}, follow=True)
+    assert response.redirect_chain == [(url, 302)]
+    body = text(response)
+    assert f"Threshold bill #{bill.pk} paid: $50.00 charged to the card ending 4242." in body
+    assert 'id="payment-failed"' not in response.content.decode()
+
+
+def test_analyst_sees_the_banner_without_pay_now(db, fast_password_hashing):
+    t = auto_team(card=DECLINE, threshold="50.00")
+    threshold_bill(t)
+    banner = element(overview(t, "analyst").content.decode(), "payment-failed")
+    assert text(banner).startswith("Payment failed. $50.00 is unpaid.")
+    assert "<form" not in banner and "Pay now" not in text(banner)
+    assert "An admin or finance member can pay it or change the card." in text(banner)
+
+
+def test_banner_lists_five_bills_and_counts_the_rest(db, fast_password_hashing):
+    t = auto_team()
+    bill_rows_only(t.advertiser, 7, failed=7)
+    banner = element(overview(t).content.decode(), "payment-failed")
+    assert banner.count('class="pay-item"') == 5
+    assert "$350.00 is unpaid on 7 bills." in text(banner)
+    assert "2 more in Bills & invoices" in text(banner) and f"/a/{t.advertiser.pk}/payments/bills/" in banner
+
+
+def test_monthly_invoicing_shows_credit_line_next_invoice_and_open_invoices(db, fast_password_hashing):
+    # given an invoiced account in Tokyo: a 1,000 line, 300 invoiced last month, 45.50 spent since
+    t = invoiced_team(limit="1000.00")
+    inv = last_month_invoice(t, amount="300.00")
+    spend(t.campaign, "45.50")
+    # when the admin opens the overview
+    html = overview(t).content.decode()
+    panel = element(html, "invoicing-panel")
+    # then the credit line bar, the next invoice date (the next local 1st) and the open invoices
+    assert re.search(r'<progress class="meter" max="1000\.0+" value="345\.50+"', panel)
+    assert "Credit line used $345.50" in text(panel)
+    assert "$345.50 of $1,000.00 used — $654.50 available" in text(panel)
+    now = datetime.now(t.advertiser.tz)
+    first = (now.replace(day=1) + timedelta(days=32)).replace(day=1)
+    assert (f"Next invoice {first:%b} 1, {first:%Y} · for {now:%B}'s spend, due 30 days later"
+            in text(element(panel, "next-invoice-date")))
+    assert "Open invoices $300.00 · 1 invoice Bills & invoices" in text(element(panel, "open-invoices"))
+    assert "Card for paying invoices •••• 4242" in text(element(panel, "card-on-file"))
+    assert 'id="payment-failed"' not in html  # open, not yet due
+    assert inv.status == BillStatus.OPEN
+
+
+def test_overdue_invoice_shows_the_banner(db, fast_password_hashing):
+    t = invoiced_team()
+    inv = last_month_invoice(t, amount="300.00")
+    issue_monthly_invoices(at=inv.due_at + timedelta(hours=1))
+    inv.refresh_from_db()
+    assert inv.status == BillStatus.OVERDUE
+    banner = element(overview(t, "finance").content.decode(), "payment-failed")
+    due = inv.due_at.astimezone(t.advertiser.tz)
+    assert text(banner).startswith("Invoice overdue — Pay now. $300.00 is unpaid.")
+    assert f"Invoice {inv.number} · $300.00 was due {due:%b} {due.day}, {due:%Y}" in text(banner)
+    assert "Delivery is paused until an overdue invoice is paid." in text(banner)
+    assert f'action="/a/{t.advertiser.pk}/payments/bills/{inv.pk}/pay/"' in banner
+
+
+def test_invoicing_over_the_line_explains_the_pause(db, fast_password_hashing):
+    t = invoiced_team(limit="100.00")
+    spend(t.campaign, "130.00")
+    html = overview(t).content.decode()
+    assert "Campaigns paused — credit line used up." in text(element(html, "arrears-warning"))
+    assert "$30.00" in text(element(html, "arrears-warning"))
+    assert "the line is used up" in text(element(html, "invoicing-panel"))
+
+
+def test_manual_account_has_no_billing_panel_or_banner(team):
+    html = overview(team).content.decode()
+    assert 'id="automatic-panel"' not in html and 'id="invoicing-panel"' not in html
+    assert 'id="payment-failed"' not in html
+    assert f'href="/a/{team.advertiser.pk}/payments/billing-method/"' in html
+
+
+def test_prepaid_cash_still_shown_after_moving_to_automatic(db, fast_password_hashing):
+    from billing.switching import billing_method_switch
+
+    t = make_team()
+    deposit(t.advertiser, "75.00")
+    payment_method_set(advertiser=t.advertiser, card_number=GOOD, expiry="12/30")
+    billing_method_switch(advertiser=t.advertiser, billing_method="automatic")
+    cash = text(element(overview(t).content.decode(), "cash-balance"))
+    assert cash == "Cash balance $75.00 Prepaid: used after your ad credit, before anything is billed"
+
+
+@pytest.mark.parametrize("kind,make", [
+    (BillKind.THRESHOLD, lambda: auto_team()),
+    (BillKind.MONTHLY_INVOICE, lambda: invoiced_team()),
+])
+def test_overview_queries_are_the_same_with_2_or_30_bills(db, fast_password_hashing, kind, make):
+    small, large = make(), make()
+    bill_rows_only(small.advertiser, 2, kind=kind)
+    bill_rows_only(large.advertiser, 30, kind=kind, failed=7)
+    n_small = _queries(small.client("admin"), f"/a/{small.advertiser.pk}/payments/")
+    n_large = _queries(large.client("admin"), f"/a/{large.advertiser.pk}/payments/")
+    assert n_small == n_large
+    assert n_large <= 16
+    assert Bill.objects.filter(advertiser=large.advertiser).count() == 30

@@ -1,0 +1,288 @@
+"""Reads for the billing pages: the Overview's billing panel, Bills & invoices, the printable
+invoice (HTML and PDF share one `InvoiceDocument`) and the billing method choices (SPEC R24–R28).
+
+Each read costs a constant number of queries however many bills the account has.
+"""
+
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db.models import Count, Q, QuerySet, Sum
+from django.utils import timezone
+
+from billing.models import Bill, BillKind, BillStatus, PaymentMethod
+from billing.money import ZERO
+from billing.switching import ALLOWED
+from portal.models import BillingMethod
+
+PROBLEM = [BillStatus.FAILED, BillStatus.OVERDUE]  # the "Payment failed" banner
+PAYABLE = [BillStatus.OPEN, BillStatus.FAILED, BillStatus.OVERDUE]  # "Pay now"
+BANNER_BILLS = 5
+
+
+def bill_label(bill: Bill) -> str:
+    """What the advertiser calls a bill: the invoice number, or "#<id>" for an automatic bill."""
+    return bill.number or f"#{bill.pk}"
+
+
+def bill_title(bill: Bill) -> str:
+    """"Invoice ADC-000001", "Threshold bill #12"."""
+    return f"Invoice {bill.number}" if bill.is_invoice and bill.number else f"{bill.get_kind_display()} #{bill.pk}"
+
+
+def _local_day(at: datetime | None, tz):
+    return at.astimezone(tz).date() if at else None
+
+
+def bill_period(bill: Bill, tz) -> tuple:
+    """(first day, last day) of the spend the bill covers, local dates; either may be None.
+
+    Periods are stored half-open [start, end): the last day shown is the day before `end`."""
+    start = _local_day(bill.period_start, tz)
+    end = _local_day(bill.period_end - timedelta(microseconds=1), tz) if bill.period_end else None
+    return start, end
+
+
+# --- the Overview's billing panel (R24, R26, R27) -----------------------------------------------
+
+@dataclass
+class BillingPanel:
+    payment_method: PaymentMethod | None = None
+    problem_bills: list[Bill] = field(default_factory=list)  # failed or overdue, oldest first
+    problem_count: int = 0
+    failed_count: int = 0  # of those, failed payments (the rest are overdue invoices)
+    problem_total: Decimal = ZERO
+    open_invoice_count: int = 0
+    open_invoice_total: Decimal = ZERO
+    next_invoice_at: datetime | None = None
+
+    @property
+    def more_problems(self) -> int:
+        return self.problem_count - len(self.problem_bills)
+
+    @property
+    def next_invoice_covers(self) -> datetime | None:
+        """A moment in the month the next invoice is for (the one before it is issued)."""
+        return self.next_invoice_at - timedelta(days=1) if self.next_invoice_at else None
+
+
+def next_invoice_date(advertiser, at: datetime | None = None) -> datetime:
+    """The next 1st of the month, local midnight: when `issue_monthly_invoices` invoices (R27)."""
+    tz = advertiser.tz
+    local = (at or timezone.now()).astimezone(tz).date()
+    first = (local.replace(day=1) + timedelta(days=32)).replace(day=1)
+    return datetime.combine(first, time(0), tzinfo=tz)
+
+
+def billing_panel(*, advertiser, at: datetime | None = None) -> BillingPanel:
+    """Card on file, failed/overdue bills and open invoices: at most three queries; none for a
+    manual-payment account, which has no bills."""
+    if advertiser.billing_method == BillingMethod.MANUAL:
+        return BillingPanel()
+    panel = BillingPanel(payment_method=PaymentMethod.objects.filter(advertiser=advertiser).first())
+    problem = Q(status__in=PROBLEM)
+    invoice = Q(kind=BillKind.MONTHLY_INVOICE)
+    sums = Bill.objects.filter(advertiser=advertiser, status__in=PAYABLE).aggregate(
+        problem_count=Count("pk", filter=problem),
+        failed_count=Count("pk", filter=Q(status=BillStatus.FAILED)),
+        problem_total=Sum("amount", filter=problem),
+        invoice_count=Count("pk", filter=invoice),
+        invoice_total=Sum("amount", filter=invoice),
+    )
+    panel.problem_count = sums["problem_count"]
+    panel.failed_count = sums["failed_count"]
+    panel.problem_total = sums["problem_total"] or ZERO
+    panel.open_invoice_count = sums["invoice_count"]
+    panel.open_invoice_total = sums["invoice_total"] or ZERO
+    if panel.problem_count:
+        panel.problem_bills = list(
+            Bill.objects.filter(advertiser=advertiser, status__in=PROBLEM).order_by("issued_at", "pk")[:BANNER_BILLS]
+        )
+    if advertiser.billing_method == BillingMethod.MONTHLY_INVOICE:
+        panel.next_invoice_at = next_invoice_date(advertiser, at)
+    return panel
+
+
+# --- Bills & invoices ---------------------------------------------------------------------------
+
+def bills_query(*, advertiser) -> QuerySet:
+    """Every bill and invoice of the account, newest first."""
+    return Bill.objects.filter(advertiser=advertiser).order_by("-issued_at", "-pk")
+
+
+@dataclass
+class BillRow:
+    bill: Bill
+    label: str
+    period_start: object
+    period_end: object
+    payable: bool
+
+
+def bill_rows(bills, *, advertiser) -> list[BillRow]:
+    tz = advertiser.tz
+    return [
+        BillRow(b, bill_label(b), *bill_period(b, tz), payable=b.status in PAYABLE)
+        for b in bills
+    ]
+
+
+# --- the invoice document (one source for the page and the PDF) --------------------------------
+
+@dataclass
+class InvoiceLine:
+    label: str
+    detail: str
+    amount: Decimal  # signed: credits and prepaid cash reduce what is due
+
+
+@dataclass
+class InvoiceDocument:
+    bill: Bill
+    advertiser: object
+    title: str  # "Invoice" or "Bill"
+    number: str
+    issuer_name: str
+    issuer_code: str
+    issuer_email: str
+    issued_on: object
+    due_on: object
+    period_start: object
+    period_end: object
+    lines: list[InvoiceLine]
+    total: Decimal
+    paid: Decimal
+    balance_due: Decimal
+    status: str
+    status_label: str
+    status_note: str
+
+    @property
+    def currency(self) -> str:
+        return self.bill.currency
+
+
+def _fmt_day(d) -> str:
+    return f"{d:%b} {d.day}, {d:%Y}" if d else ""
+
+
+def invoice_document(*, bill: Bill, advertiser) -> InvoiceDocument:
+    """What an invoice or bill says: issuer, number, local dates, lines that add up to the total,
+    and its status. No queries beyond the bill itself (and its advertiser, already loaded)."""
+    from billing.templatetags.money import format_money
+
+    tz = advertiser.tz
+    cur = bill.currency
+    start, end = bill_period(bill, tz)
+    issued = timezone.localtime(bill.issued_at, tz)
+    if bill.is_invoice:
+        prepaid = bill.gross_spend - bill.credits_applied - bill.amount
+        period = f"{_fmt_day(start)} – {_fmt_day(end)}" if start and end else "the month"
+        lines = [
+            InvoiceLine("Gross ad spend", f"Ad spend that occurred {period}", bill.gross_spend),
+            InvoiceLine("Credits applied", "Promotional credit, coupons and discounts", -bill.credits_applied),
+        ]
+        if prepaid > 0:
+            lines.append(InvoiceLine("Paid from cash balance", "Prepaid funds used before the credit line", -prepaid))
+        elif prepaid < 0:
+            lines.append(InvoiceLine("Earlier spend not yet invoiced", "Spend that was recorded late", -prepaid))
+    else:
+        if bill.kind == BillKind.THRESHOLD:
+            detail = (
+                f"Ad spend after credits, billed when it reached your {format_money(bill.amount, cur)} billing "
+                "threshold; anything above the threshold rolls over to your next bill"
+            )
+        elif bill.kind == BillKind.BILL_DATE:
+            detail = f"All ad spend after credits accrued up to your bill date, {_fmt_day(_local_day(bill.period_end, tz))}"
+        else:
+            detail = "Ad spend after credits accrued until the account moved to monthly invoicing"
+        lines = [InvoiceLine(f"Ad spend — {bill.get_kind_display().lower()}", detail, bill.amount)]
+    paid = bill.amount if bill.status == BillStatus.PAID else ZERO
+    if bill.status == BillStatus.PAID:
+        paid_at = timezone.localtime(bill.paid_at, tz) if bill.paid_at else None
+        card = f" with the card ending {bill.card_last4}" if bill.card_last4 else ""
+        note = f"Paid{f' on {_fmt_day(paid_at.date())}' if paid_at else ''}{card}."
+        if bill.gateway_reference:
+            note += f" Payment reference {bill.gateway_reference}."
+    elif bill.status == BillStatus.FAILED:
+        note = f"Payment failed after {bill.attempts} attempt{'s' if bill.attempts != 1 else ''}: {bill.last_error}"
+    elif bill.status == BillStatus.OVERDUE:
+        note = f"Overdue since {_fmt_day(_local_day(bill.due_at, tz))}. Delivery is paused until it is paid."
+    elif bill.is_invoice:
+        note = f"Due {_fmt_day(_local_day(bill.due_at, tz))}. Paying it restores your credit line."
+    else:
+        note = "Being charged to your card on file."
+    return InvoiceDocument(
+        bill=bill,
+        advertiser=advertiser,
+        title="Invoice" if bill.is_invoice else "Bill",
+        number=bill_label(bill),
+        issuer_name=getattr(settings, "INVOICE_ISSUER_NAME", "Ads Manager Billing"),
+        issuer_code=settings.INVOICE_ISSUER,
+        issuer_email=settings.DEFAULT_FROM_EMAIL,
+        issued_on=issued.date(),
+        due_on=_local_day(bill.due_at, tz),
+        period_start=start,
+        period_end=end,
+        lines=lines,
+        total=bill.amount,
+        paid=paid,
+        balance_due=bill.amount - paid,
+        status=bill.status,
+        status_label=bill.get_status_display(),
+        status_note=note,
+    )
+
+
+# --- billing method choices (R28, decision 0006) -----------------------------------------------
+
+@dataclass
+class SwitchOption:
+    target: str
+    label: str
+    explanation: str  # what gets settled when switching
+    needs: str
+
+
+EXPLANATIONS = {
+    (BillingMethod.MANUAL, BillingMethod.AUTOMATIC): (
+        "Your card on file is charged when spend reaches the billing threshold or on the bill date. "
+        "Cash you prepaid keeps paying spend first; arrears must be paid by a deposit before switching.",
+        "Needs a card on file.",
+    ),
+    (BillingMethod.MANUAL, BillingMethod.MONTHLY_INVOICE): (
+        "A credit line funds your spend and you are invoiced on the 1st of each month, due in 30 days. "
+        "Cash you prepaid keeps paying spend first; arrears must be paid by a deposit before switching.",
+        "Needs staff approval and a credit line.",
+    ),
+    (BillingMethod.AUTOMATIC, BillingMethod.MONTHLY_INVOICE): (
+        "Spend accrued on your current bill is billed and charged to your card at once; failed bills must be "
+        "paid first. After that a credit line funds your spend, invoiced on the 1st of each month.",
+        "Needs staff approval and a credit line.",
+    ),
+}
+
+METHOD_DESCRIPTIONS = {
+    BillingMethod.MANUAL: "You prepay with deposits. Ad credit is used first, then your cash balance.",
+    BillingMethod.AUTOMATIC: (
+        "Spend left after ad credit accrues to your current bill; your card is charged when it reaches the "
+        "billing threshold or on the bill date, whichever comes first."
+    ),
+    BillingMethod.MONTHLY_INVOICE: (
+        "A credit line funds spend left after ad credit; an invoice for last month's spend is issued on the "
+        "1st, due in 30 days."
+    ),
+}
+
+
+def switch_options(*, advertiser) -> list[SwitchOption]:
+    """The switches R28 allows from the current method, in a fixed order."""
+    current = advertiser.billing_method
+    out = []
+    for target in (BillingMethod.AUTOMATIC, BillingMethod.MONTHLY_INVOICE):
+        if (current, target) in ALLOWED:
+            explanation, needs = EXPLANATIONS[(current, target)]
+            out.append(SwitchOption(target.value, target.label, explanation, needs))
+    return out

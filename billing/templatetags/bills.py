@@ -1,0 +1,17 @@
+"""`{{ bill|bill_title }}` → "Invoice ADC-000001" / "Threshold bill #12"; `{{ bill|bill_label }}` →
+"ADC-000001" / "#12". The same words as the PDF and the emails (billing.page_selectors)."""
+
+from django import template
+
+from billing import page_selectors
+
+register = template.Library()
+
+register.filter("bill_title", page_selectors.bill_title)
+register.filter("bill_label", page_selectors.bill_label)
+
+
+@register.filter
+def minus(a, b):
+    """`{{ limit|minus:used }}`: a difference of two amounts, for display."""
+    return a - b
