@@ -6,6 +6,7 @@ from django.utils.functional import SimpleLazyObject
 
 from portal.models import BillingMethod, Role
 from portal.permissions import STAFF, advertisers_of, can
+from promotions.selectors import shows_coupon_progress
 
 ROLE_LABELS = {**dict(Role.choices), STAFF: "Staff"}
 
@@ -25,6 +26,8 @@ def navigation(request):
             "payments": can(role, "payments_read"),  # operators see no payment data
             "add_funds": can(role, "payments_write") and advertiser.billing_method == BillingMethod.MANUAL,
             "assign_coupons": can(role, "admin"),
+            # Shop Ads → Coupon Progress, for TikTok Shop sellers; at most one query, only when shown.
+            "shop": SimpleLazyObject(lambda: can(role, "payments_read") and shows_coupon_progress(advertiser)),
         }
     if user is not None and user.is_authenticated:
         # Evaluated only when a template shows the switcher: one query.

@@ -31,10 +31,19 @@ urlpatterns = [
     path(
         "a/<int:advertiser_id>/payments/billing-method/", billing_views.billing_method, name="payments_billing_method"
     ),
-    path("a/<int:advertiser_id>/payments/credits/", promotions_views.credits, name="payments_credits"),
+    path("a/<int:advertiser_id>/payments/promotions/", promotions_views.promotions, name="payments_promotions"),
     path(
-        "a/<int:advertiser_id>/payments/credits/<int:credit_id>/assign/",
+        "a/<int:advertiser_id>/payments/promotions/credits/<int:credit_id>/assign/",
         promotions_views.credit_assign_campaigns,
         name="payments_credit_assign",
     ),
+    path("a/<int:advertiser_id>/payments/promotions/redeem/", promotions_views.redeem_code, name="payments_redeem_code"),
+    path("a/<int:advertiser_id>/payments/promotions/appeal/", promotions_views.appeal_create, name="payments_appeal"),
+    path(
+        "a/<int:advertiser_id>/appeals/<int:appeal_id>/attachments/<int:attachment_id>/",
+        promotions_views.appeal_attachment,
+        name="appeal_attachment",
+    ),
+    path("a/<int:advertiser_id>/payments/credits/", promotions_views.credits, name="payments_credits"),  # old address
+    path("a/<int:advertiser_id>/shop/coupon-progress/", promotions_views.coupon_progress, name="shop_coupon_progress"),
 ]

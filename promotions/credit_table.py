@@ -1,13 +1,18 @@
-"""Reads for the Credits table (Tools → Payments → Credits, SPEC R5–R7, R34): three queries."""
+"""Rows of the credit list on the Promotions page (Tools → Payments → Promotions, SPEC R5–R7, R34).
+
+`credit_rows` turns one page of credits into rows at a fixed cost: the page itself (with its ledger
+accounts), the assigned campaigns, what each credit paid for ad spend, and — for an admin — the
+campaigns a coupon could be assigned to.
+"""
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.db.models import Q, Sum
+from django.db.models import Sum
 from django.utils import timezone
 
-from billing.models import DEBIT, TxKind
+from billing.models import DEBIT, LedgerEntry, TxKind
 from portal.models import Campaign, Objective, ProductSource
 from promotions.models import Credit, CreditKind, CreditStatus
 
@@ -43,47 +48,53 @@ class CreditRow:
     def assigned_ids(self) -> set[int]:
         return {c.pk for c in self.campaigns}
 
+    @property
+    def remaining_percent(self) -> int:
+        """What is left of the original amount (a discount's cap), for the Remaining bar."""
+        return max(0, min(100, int(self.remaining * 100 / self.credit.amount)))
 
-def credit_rows(*, advertiser, at: datetime | None = None, with_campaigns: bool = False) -> list[CreditRow]:
-    """Open credits first (soonest expiry first), then closed ones (latest expiry first).
+
+def credit_rows(*, credits, advertiser, at: datetime | None = None, with_campaigns: bool = False) -> list[CreditRow]:
+    """Rows for `credits` (a page of `promotions.selectors.credits_query`), in its order.
 
     `used` is what the credit paid for ad spend (its debits in charges), so an expired credit
     shows what it paid, not what was forfeited. `with_campaigns` also lists, for each open
     coupon, the campaigns it could be assigned to: those it is eligible for, plus any assigned.
     """
     at = at or timezone.now()
-    credits = list(
-        Credit.objects.filter(advertiser=advertiser)
-        .select_related("ledger_account")
-        .prefetch_related("campaigns")
-        .annotate(
-            spent=Sum(
-                "ledger_account__entries__amount",
-                filter=Q(ledger_account__entries__side=DEBIT, ledger_account__entries__transaction__kind=TxKind.CHARGE),
-            )
+    credits = list(credits.select_related("ledger_account").prefetch_related("campaigns"))
+    if not credits:
+        return []
+    spent = dict(
+        LedgerEntry.objects.filter(
+            account_id__in=[c.ledger_account_id for c in credits], side=DEBIT, transaction__kind=TxKind.CHARGE
         )
-        .order_by("expires_at", "pk")
+        .values_list("account_id")
+        .annotate(total=Sum("amount"))
+        .order_by()
     )
-    all_campaigns = list(Campaign.objects.filter(advertiser=advertiser).order_by("name", "pk")) if with_campaigns else []
-    open_rows, closed_rows = [], []
+    coupons_open = with_campaigns and any(c.kind == CreditKind.ASSIGNABLE and c.status in OPEN_STATUSES for c in credits)
+    all_campaigns = list(Campaign.objects.filter(advertiser=advertiser).order_by("name", "pk")) if coupons_open else []
+    rows = []
     for c in credits:
-        used = c.spent or Decimal(0)
+        used = spent.get(c.ledger_account_id) or Decimal(0)
         assigned = sorted(c.campaigns.all(), key=lambda x: (x.name, x.pk)) if c.kind == CreditKind.ASSIGNABLE else []
         row = CreditRow(
             credit=c,
             remaining=c.ledger_account.balance,
             used=used,
             used_percent=min(100, int(used * 100 / c.amount)),
-            expiring_soon=c.status == CreditStatus.ACTIVE and at <= c.expires_at < at + EXPIRING_SOON,
+            # a frozen or pending credit's expiry does not move either (R30): flag it too
+            expiring_soon=c.status in OPEN_STATUSES and at <= c.expires_at < at + EXPIRING_SOON,
             objectives=[Objective(o).label if o in Objective.values else o for o in c.eligible_objectives or []],
             product_source=ProductSource(c.eligible_product_source).label if c.eligible_product_source else "",
             campaigns=assigned,
         )
-        if with_campaigns and row.can_assign:
+        if coupons_open and row.can_assign:
             ids = row.assigned_ids
             row.assignable_campaigns = [
                 camp for camp in all_campaigns
                 if camp.pk in ids or c.is_eligible_for(objective=camp.objective, product_source=camp.product_source)
             ]
-        (open_rows if c.status in OPEN_STATUSES else closed_rows).append(row)
-    return open_rows + closed_rows[::-1]
+        rows.append(row)
+    return rows

@@ -39,7 +39,7 @@ def _context(credit: Credit, amount) -> dict:
 
 
 def promotions_link(advertiser_id: int) -> str:
-    return f"/a/{advertiser_id}/payments/credits/"
+    return f"/a/{advertiser_id}/payments/promotions/"
 
 
 def notify_credit_issued(credit: Credit) -> None:

@@ -17,9 +17,10 @@ PAGES = [
     "/a/{id}/payments/transactions/",
     "/a/{id}/payments/transactions.csv",
     "/a/{id}/payments/add-funds/",
-    "/a/{id}/payments/credits/",
+    "/a/{id}/payments/promotions/",
+    "/a/{id}/shop/coupon-progress/",
 ]
-PAYMENT_PAGES = [p for p in PAGES if "/payments/" in p]
+PAYMENT_PAGES = [p for p in PAGES if "/payments/" in p or "/shop/" in p]
 
 
 def test_login_page_logs_in_and_lands_on_the_only_account(team):
@@ -114,7 +115,7 @@ def test_admin_and_finance_see_every_payments_page(team, role):
     for page in PAGES:
         assert client.get(page.format(id=team.advertiser.pk)).status_code == 200, page
     nav = text(client.get(f"/a/{team.advertiser.pk}/"))
-    for item in ("Dashboard", "Campaigns", "Tools", "Payments", "Overview", "Transactions", "Add funds", "Credits"):
+    for item in ("Dashboard", "Campaigns", "Tools", "Payments", "Overview", "Transactions", "Add funds", "Promotions"):
         assert item in nav
 
 
