@@ -10,6 +10,14 @@ _events = itertools.count(1)
 
 
 @pytest.fixture(autouse=True, scope="session")
+def fast_password_hashing():
+    """Test users need a password, not a deliberately slow hash: MD5 here, PBKDF2 in production."""
+    from django.conf import settings
+
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True, scope="session")
 def celery_eager():
     """Tasks run in-process: a queued email or job runs right after its transaction commits."""
     from portal.celery import app
