@@ -32,7 +32,7 @@ from portal.api_schemas import (
     money,
 )
 from portal.errors import BusinessError, NotFound
-from portal.permissions import advertiser_for, business_center_for
+from portal.permissions import advertiser_for, business_center_for, staff_require_billing_settings
 
 router = Router(tags=["billing"])
 
@@ -281,6 +281,7 @@ def billing_settings_json(adv) -> dict:
              summary="Set billing threshold, bill cycle, credit line or invoicing eligibility; audited (staff)")
 def billing_settings_view(request, id: str, payload: BillingSettingsIn):
     adv, _ = advertiser_for(request.auth, id, need="staff")
+    staff_require_billing_settings(request.auth, payload.model_dump())
     adv = billing_settings_set(
         advertiser=adv,
         billing_threshold=payload.billing_threshold,

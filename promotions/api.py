@@ -28,7 +28,7 @@ from portal.api_schemas import (
 )
 from portal.errors import BadInput, NotFound
 from portal.models import ProductSource
-from portal.permissions import advertiser_for
+from portal.permissions import advertiser_for, staff_require
 from promotions.appeals import appeal_decide, appeal_file
 from promotions.credits import credit_assign, credit_grant, credit_transfer, credit_withdraw
 from promotions.freeze import credit_freeze, credit_unfreeze
@@ -127,6 +127,7 @@ def credit_list(request, id: str):
              summary="Grant a managed credit, idempotent by key (staff)")
 def credit_grant_view(request, id: str, payload: CreditGrantIn):
     adv, _ = advertiser_for(request.auth, id, need="staff")
+    staff_require(request.auth, "grant_credit")
     credit = credit_grant(
         advertiser=adv,
         kind=payload.kind,
@@ -161,6 +162,7 @@ def credit_transfer_view(request, id: str):
              summary="Withdraw what is left of a credit, with a reason (staff)")
 def credit_withdraw_view(request, id: str, payload: WithdrawIn):
     credit = credit_for(request.auth, id, need="staff")
+    staff_require(request.auth, "withdraw_credit")
     credit = credit_withdraw(credit=credit, reason=payload.reason, by=request.auth)
     return _reloaded(credit)
 
@@ -353,6 +355,7 @@ class ReasonIn(Schema):
              summary="Freeze the advertiser's credit, with a reason (staff)")
 def freeze_view(request, id: str, payload: ReasonIn):
     adv, _ = advertiser_for(request.auth, id, need="staff")
+    staff_require(request.auth, "freeze_credit")
     return advertiser_json(credit_freeze(advertiser=adv, reason=payload.reason, by=request.auth))
 
 
@@ -360,6 +363,7 @@ def freeze_view(request, id: str, payload: ReasonIn):
              summary="Lift a credit freeze; withheld ladder rewards are issued (staff)")
 def unfreeze_view(request, id: str, payload: ReasonIn):
     adv, _ = advertiser_for(request.auth, id, need="staff")
+    staff_require(request.auth, "freeze_credit")
     return advertiser_json(credit_unfreeze(advertiser=adv, reason=payload.reason, by=request.auth))
 
 
@@ -446,6 +450,9 @@ def appeal_list(request, id: str):
              summary="Approve (unfreeze) or reject an appeal, optionally withdrawing the credit (staff)")
 def appeal_decide_view(request, id: str, payload: DecisionIn):
     appeal = appeal_for(request.auth, id, need="staff")
+    staff_require(request.auth, "decide_appeal")
+    if payload.withdraw_credits:
+        staff_require(request.auth, "withdraw_credit")
     appeal = appeal_decide(appeal=appeal, decision=payload.decision, note=payload.note, by=request.auth,
                            withdraw_credits=payload.withdraw_credits)
     return appeal_json(_appeals().get(pk=appeal.pk))
