@@ -70,7 +70,7 @@ def test_load_demo_twice_changes_nothing_and_prints_the_same_logins(monkeypatch)
     assert snapshot() == before
     for out in (first, second):
         assert DEMO_LOGIN in out and STAFF_LOGIN in out
-    assert "Loaded Demo Agency BC: 3 advertisers" in first
+    assert "Loaded Demo Agency BC: 5 advertisers" in first
     assert "already loaded" in second
     assert elapsed < 30
 
@@ -78,14 +78,15 @@ def test_load_demo_twice_changes_nothing_and_prints_the_same_logins(monkeypatch)
 def test_demo_accounts_users_and_campaigns(client, monkeypatch):
     load_demo(monkeypatch)
     bc = BusinessCenter.objects.get(name="Demo Agency BC")
-    advertisers = {a.billing_method: a for a in Advertiser.objects.filter(business_center=bc)}
-    assert set(advertisers) == {"manual", "automatic", "monthly_invoice"}
+    everyone = list(Advertiser.objects.filter(business_center=bc).order_by("pk"))
+    assert {a.billing_method for a in everyone} == {"manual", "automatic", "monthly_invoice"}
+    advertisers = {a.billing_method: a for a in reversed(everyone)}  # the first of each method
     assert all(a.currency == "USD" and a.status == "active" for a in advertisers.values())
     assert advertisers["monthly_invoice"].credit_line_limit == Decimal("5000")
     assert advertisers["monthly_invoice"].invoicing_eligible
     assert advertisers["automatic"].payment_method.last4 == "4242"
     # one user per role, on every advertiser; a BC admin; a staff superuser
-    for adv in advertisers.values():
+    for adv in everyone:
         roles = dict(Membership.objects.filter(advertiser=adv).values_list("user__username", "role"))
         assert roles == {"demo_admin": "admin", "demo_finance": "finance", "demo_operator": "operator",
                          "demo_analyst": "analyst"}
@@ -104,7 +105,7 @@ def test_demo_accounts_users_and_campaigns(client, monkeypatch):
     assert client.login(username="support", password="demo-pass-2026")
     page = client.get("/admin/portal/advertiser/")
     assert page.status_code == 200
-    for adv in advertisers.values():
+    for adv in everyone:
         assert adv.name in page.text
     # campaigns with varied objectives and product sources, a Shop campaign selling the linked shop
     campaigns = Campaign.objects.filter(advertiser__business_center=bc)
@@ -163,10 +164,10 @@ def test_demo_spend_history_and_ledger(monkeypatch):
         assert account.balance == on - off, account
     # every charge is recorded in full as revenue
     for adv in Advertiser.objects.all():
-        spent = events.filter(advertiser=adv).aggregate(s=Sum("amount"))["s"]
+        spent = events.filter(advertiser=adv).aggregate(s=Sum("amount"))["s"] or 0
         assert LedgerAccount.objects.get(advertiser=adv, purpose=Purpose.REVENUE).balance == spent
     # manual: deposits loaded cash, spend drew it down without arrears
-    manual = Advertiser.objects.get(billing_method="manual")
+    manual = Advertiser.objects.get(name="Demo Shop US")
     deposited = Deposit.objects.filter(advertiser=manual).aggregate(s=Sum("amount"))["s"]
     cash_spent = LedgerEntry.objects.filter(account__advertiser=manual, account__purpose=Purpose.CASH, side=DEBIT,
                                             transaction__kind=TxKind.CHARGE).aggregate(s=Sum("amount"))["s"]
@@ -174,7 +175,7 @@ def test_demo_spend_history_and_ledger(monkeypatch):
     assert deposited == Decimal("5500.00")
     assert b.cash_balance == deposited - cash_spent > 0 and b.arrears == 0
     # automatic: threshold bills were raised and paid along the way; what is left is under the threshold
-    auto = Advertiser.objects.get(billing_method="automatic")
+    auto = Advertiser.objects.get(name="Demo Apparel Co")
     bills = Bill.objects.filter(advertiser=auto)
     assert bills.count() >= 3 and not bills.exclude(status="paid").exists()
     assert advertiser_balances(advertiser=auto).accrued < auto.billing_threshold
@@ -185,3 +186,24 @@ def test_demo_spend_history_and_ledger(monkeypatch):
     # the new-advertiser ladder counted the manual account's own-money spend (R17)
     enrollment = Enrollment.objects.get(advertiser=manual, program__kind="new_advertiser")
     assert enrollment.status == "open" and enrollment.qualifying_spend == cash_spent
+
+
+def test_demo_shows_every_billing_state_and_a_code_to_redeem(monkeypatch):
+    """Issue 3 and 4 demo data: a promo code a fresh account can redeem, an automatic account near its
+    threshold, one whose last payment failed, last month's invoice."""
+    from billing.models import Bill, LedgerAccount, Purpose
+    from promotions.models import Enrollment, Program
+    from promotions.programs import enrollment_create
+
+    load_demo(monkeypatch)
+    apparel = Advertiser.objects.get(name="Demo Apparel Co")
+    accrued = LedgerAccount.objects.get(advertiser=apparel, purpose=Purpose.ACCRUED).balance
+    assert apparel.billing_threshold * Decimal("0.85") <= accrued < apparel.billing_threshold
+    outdoor = Advertiser.objects.get(name="Demo Outdoor Gear")
+    failed = Bill.objects.get(advertiser=outdoor, status="failed")
+    assert "declined" in failed.last_error and outdoor.failed_payments == 1
+    assert Bill.objects.filter(advertiser__business_center__name="Demo Agency BC", kind="monthly_invoice").exists()
+    startup = Advertiser.objects.get(name="Demo Startup Lab")
+    enrollment = enrollment_create(advertiser=startup, code="welcome100")
+    assert enrollment.program == Program.objects.get(code="WELCOME100")
+    assert Enrollment.objects.filter(advertiser__business_center__name="Demo Agency BC").count() >= 3

@@ -1,5 +1,6 @@
-"""`manage.py load_demo`: a Business Center with three advertisers (one per billing method), their
-users, campaigns, credits of every kind, ladder enrollments and a month of spend history.
+"""`manage.py load_demo`: a Business Center with five advertisers (every billing method, a brand-new
+account that can redeem the WELCOME100 promo code, an automatic account whose last payment
+failed), their users, campaigns, credits of every kind, ladder enrollments and a month of spend.
 
 Everything goes through the services (ledger rows are never written here), in one transaction,
 so a failure leaves nothing behind. It is idempotent: if the demo Business Center exists, it
@@ -102,6 +103,33 @@ ADVERTISERS = [
             CampaignSpec("Community Engagement", "ENGAGEMENT", "NONE", "15"),
         ],
     },
+    {
+        # Registered through the official offer two days ago, no spend yet: can redeem WELCOME100.
+        "key": "startup",
+        "name": "Demo Startup Lab",
+        "billing_method": "manual",
+        "timezone_name": "Europe/London",
+        "signup_source": "official_offer",
+        "registered_days_ago": 2,
+        "shop_id": "",
+        "campaigns": [
+            CampaignSpec("First Campaign — Traffic", "TRAFFIC", "NONE", "0", CampaignStatus.PAUSED),
+        ],
+    },
+    {
+        # Automatic payment whose card started declining: its last bill failed (Pay now banner).
+        "key": "outdoor",
+        "name": "Demo Outdoor Gear",
+        "billing_method": "automatic",
+        "timezone_name": "America/Denver",
+        "signup_source": "organic",
+        "registered_days_ago": 95,
+        "shop_id": "",
+        "campaigns": [
+            CampaignSpec("Trail Season Reach", "REACH", "NONE", "18"),
+            CampaignSpec("Gear Catalog Sales", "PRODUCT_SALES", "CATALOG", "22"),
+        ],
+    },
 ]
 
 
@@ -174,8 +202,17 @@ def demo_load(*, now: datetime) -> list[str]:
         advertisers[spec["key"]] = adv
 
     manual, automatic, invoiced = advertisers["manual"], advertisers["automatic"], advertisers["invoice"]
+    outdoor = advertisers["outdoor"]
     shop_campaign = campaigns["manual"][0][0]
-    payment_method_set(advertiser=automatic, card_number="4242424242424242", expiry=f"12/{(now.year + 3) % 100:02d}")
+    card_expiry = f"12/{(now.year + 3) % 100:02d}"
+    payment_method_set(advertiser=automatic, card_number="4242424242424242", expiry=card_expiry)
+    payment_method_set(advertiser=outdoor, card_number="4242424242424242", expiry=card_expiry)
+    # R19: a new-advertiser offer entered by promo code (the startup account can redeem it).
+    program_create(
+        name="Welcome offer: spend $200, get $100", kind="new_advertiser", window_days=30, reward_kind="free",
+        tiers=[{"threshold": "200.00", "reward": "100.00"}, {"threshold": "1000.00", "reward": "300.00", "immediate": True}],
+        code="WELCOME100", max_redemptions=500, ends_at=now + timedelta(days=90),
+    )
 
     # Ladder programs, joined before the first spend (R19: no spend in the 90 days before).
     newcomer = program_create(
@@ -224,6 +261,14 @@ def demo_load(*, now: datetime) -> list[str]:
         for i in range(0, len(batch), 500):
             spend_record_batch(events=[{k: v for k, v in e.items() if k != "at"} for e in batch[i:i + 500]])
         threshold_bills(advertiser=automatic, at=day_end)
+        threshold_bills(advertiser=outdoor, at=day_end)
+
+    # The apparel account ends near its threshold; the outdoor account's card starts declining
+    # and its last threshold bill fails (R24, R26).
+    near = accrued_to(automatic, fraction=Decimal("0.9"), campaign=campaigns["automatic"][0][0], at=now)
+    payment_method_set(advertiser=outdoor, card_number="4000000000000002", expiry=card_expiry)
+    accrued_to(outdoor, fraction=Decimal("1"), campaign=campaigns["outdoor"][0][0], at=now)
+    threshold_bills(advertiser=outdoor, at=now)
 
     invoice_at = datetime.combine(now.astimezone(invoiced.tz).date().replace(day=1), time(0), tzinfo=invoiced.tz)
     invoice = None
@@ -232,11 +277,30 @@ def demo_load(*, now: datetime) -> list[str]:
             invoice = invoice_issue(advertiser=lock_advertisers([invoiced.pk])[invoiced.pk], at=invoice_at)
 
     total = sum((Decimal(e["amount"]) for e in events), Decimal(0))
-    lines = [f"Loaded {BC_NAME}: 3 advertisers, {sum(len(c) for c in campaigns.values())} campaigns, "
+    lines = [f"Loaded {BC_NAME}: {len(advertisers)} advertisers, {sum(len(c) for c in campaigns.values())} campaigns, "
              f"{len(events)} spend events over {HISTORY_DAYS} days ({fmt(total, 'USD')} USD)."]
     if invoice is not None:
         lines.append(f"Invoice {invoice.number} issued to {invoiced.name} for {fmt(invoice.amount, 'USD')} USD.")
+    lines.append(f"{automatic.name} is {fmt(near, 'USD')} USD from its billing threshold; "
+                 f"{outdoor.name}'s last payment failed; {advertisers['startup'].name} can redeem WELCOME100.")
     return lines
+
+
+def accrued_to(advertiser, *, fraction: Decimal, campaign, at: datetime) -> Decimal:
+    """Post charges until the current bill is `fraction` of the threshold (credit may pay part of
+    a charge first); returns what is left to reach the threshold."""
+    adv = Advertiser.objects.get(pk=advertiser.pk)
+    target = (adv.billing_threshold * fraction).quantize(Decimal("0.01"))
+    for n in range(5):
+        accrued = advertiser_accounts([adv.pk])[adv.pk][Purpose.ACCRUED].balance
+        if accrued >= target:
+            break
+        spend_record_batch(events=[{
+            "event_id": f"demo-{adv.pk}-bill-{n}", "advertiser_id": adv.pk, "campaign_id": campaign.pk,
+            "amount": fmt(target - accrued, adv.currency), "currency": adv.currency,
+            "occurred_at": (at - timedelta(minutes=2)).isoformat(),
+        }])
+    return adv.billing_threshold - advertiser_accounts([adv.pk])[adv.pk][Purpose.ACCRUED].balance
 
 
 def spend_history(*, campaigns, start: datetime, end: datetime, rng: random.Random) -> list[dict]:
