@@ -1,8 +1,9 @@
 """The ledger in the Django admin: read-only (STYLE: mistakes are corrected by reversing entries).
 
 Nobody adds, changes or deletes ledger rows, deposits or spend events here, superusers included;
-money moves only through the services. Lists of the big tables avoid full-table counts and date
-hierarchies (both scan the whole table) so they stay fast as the ledger grows.
+money moves only through the services. Every staff role sees them (`portal.permissions`). Lists
+of the big tables avoid full-table counts and date hierarchies (both scan the whole table) so they
+stay fast as the ledger grows.
 """
 
 from django.contrib import admin
@@ -21,23 +22,15 @@ from billing.models import (
     ThresholdChange,
 )
 from billing.money import fmt
+from portal.admin import ReadOnlyAdmin as StaffReadOnlyAdmin
+from portal.admin import StaffRolePermissions
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    show_full_result_count = False
+class ReadOnlyAdmin(StaffReadOnlyAdmin):
     list_per_page = 50
 
-    def has_add_permission(self, request, obj=None):
-        return False
 
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
-class LedgerEntryInline(admin.TabularInline):
+class LedgerEntryInline(StaffRolePermissions, admin.TabularInline):
     model = LedgerEntry
     fields = ["account", "purpose", "side", "amount"]
     readonly_fields = fields
@@ -50,15 +43,6 @@ class LedgerEntryInline(admin.TabularInline):
     @admin.display(description="Purpose")
     def purpose(self, entry):
         return entry.account.get_purpose_display()
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(LedgerTransaction)

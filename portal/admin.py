@@ -5,14 +5,22 @@ Creating an advertiser or a campaign goes through the services (`advertiser_crea
 (currency, time zone, R2) and fields owned by other services (billing method switch, credit
 freeze) are read-only here. The advertiser change page shows its balances and recent ledger
 transactions read-only; money moves only through the services.
+
+Who may do what is `portal.permissions.staff_can` (docs/decisions/0011-staff-roles.md): every
+ModelAdmin here, in billing and in promotions derives from `StaffRoleAdmin`, which asks it instead
+of Django's model permissions. Every edit made here is written to the audit log with the reason
+the form asks for.
 """
 
 import zoneinfo
+from datetime import date, datetime
+from decimal import Decimal
 
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import ActionLocation, helpers
+from django.forms.models import BaseInlineFormSet
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
@@ -23,7 +31,9 @@ from billing.models import LedgerTransaction
 from billing.money import check_currency, fmt, parse_amount
 from billing.selectors import advertiser_balances
 from billing.switching import billing_settings_set
+from portal.audit import audit_record
 from portal.errors import BadInput, BusinessError
+from portal.login import RateLimitedAdminAuthenticationForm
 from portal.models import (
     Advertiser,
     AdvertiserStatus,
@@ -34,6 +44,7 @@ from portal.models import (
     Membership,
     Notification,
 )
+from portal.permissions import BILLING_SETTING_PERMS, admin_access, staff_can
 from portal.services import advertiser_create, business_center_create, campaign_create
 from promotions.freeze import credit_freeze, credit_unfreeze
 
@@ -41,9 +52,169 @@ RECENT_TRANSACTIONS = 20
 RECENT_AUDIT = 10
 
 
+# --- the admin site: staff roles only, rate-limited login ---------------------------------------
+
+def _admin_has_permission(request) -> bool:
+    """Superusers, Billing managers and Support agents; service accounts (staff in no role group)
+    use the API only, and a plain staff flag no longer opens the admin."""
+    return admin_access(request.user)
+
+
+admin.site.has_permission = _admin_has_permission
+admin.site.login_form = RateLimitedAdminAuthenticationForm
+admin.site.site_header = "Ad Credit & Billing — support console"
+admin.site.site_title = "Support console"
+
+
+class StaffRolePermissions:
+    """Admin permissions from `staff_can`: `view_perm` to see, `add_perm` / `change_perm` to add or
+    edit (None: nobody, superusers included — ledger-like records are read-only for everyone)."""
+
+    view_perm = "view"
+    add_perm = None
+    change_perm = None
+
+    def has_module_permission(self, request):
+        return staff_can(request.user, self.view_perm)
+
+    def has_view_permission(self, request, obj=None):
+        return staff_can(request.user, self.view_perm)
+
+    def has_add_permission(self, request, *args):
+        return self.add_perm is not None and staff_can(request.user, self.add_perm)
+
+    def has_change_permission(self, request, obj=None):
+        return self.change_perm is not None and staff_can(request.user, self.change_perm)
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # money records and accounts are closed or reversed, never deleted
+
+
+class StaffRoleAdmin(StaffRolePermissions, admin.ModelAdmin):
+    pass
+
+
+class ReadOnlyAdmin(StaffRoleAdmin):
+    """Seen by every staff role, changed by nobody."""
+
+    show_full_result_count = False
+
+
+# --- audit of admin edits -------------------------------------------------------------------------
+
+def _jsonable(value):
+    if isinstance(value, (Decimal, datetime, date)):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def _shown(obj, name: str):
+    return _jsonable(getattr(obj, name))
+
+
+def _initial_shown(form, name: str):
+    """A field's value before the edit, as `_shown` would show it (a related object by its name)."""
+    value = form.initial.get(name)
+    field = form.fields.get(name)
+    if value is not None and isinstance(field, forms.ModelChoiceField):
+        value = field.queryset.filter(pk=value).first()
+    return _jsonable(value)
+
+
 class ReasonForm(forms.Form):
     reason = forms.CharField(max_length=500, widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
                              help_text="Required. Kept in the audit log.")
+
+
+CHANGE_REASON = "change_reason"
+REASON_MISSING = "Say why you are making this change; the reason is kept in the audit log."
+
+
+class AuditedForm(forms.ModelForm):
+    """A change form with a reason, required as soon as anything on the page changes."""
+
+    change_reason = forms.CharField(
+        label="Reason for this change", required=False, max_length=500,
+        widget=forms.Textarea(attrs={"rows": 2, "cols": 60}),
+        help_text="Required when you change anything on this page. Kept in the audit log.",
+    )
+
+    def clean(self):
+        data = super().clean()
+        changed = [f for f in self.changed_data if f != CHANGE_REASON]
+        if self.instance.pk and changed and not (data.get(CHANGE_REASON) or "").strip():
+            self.add_error(CHANGE_REASON, REASON_MISSING)
+        return data
+
+
+class ReasonRequiredFormSet(BaseInlineFormSet):
+    """An inline (members) whose changes need the page's reason too."""
+
+    def clean(self):
+        super().clean()
+        if self.instance.pk and self.has_changed() and not (self.data.get(CHANGE_REASON) or "").strip():
+            raise forms.ValidationError(REASON_MISSING)
+
+
+def _reason(request, form, default: str) -> str:
+    return (form.cleaned_data.get(CHANGE_REASON) or "").strip() or f"{default} by {request.user.get_username()} in admin"
+
+
+class AuditedAdminMixin:
+    """Writes an audit line for each field edit and each inline row added, changed or removed, in the
+    transaction of the save. `audit_subject(obj)` gives (action prefix, advertiser, target)."""
+
+    def audit_subject(self, obj):
+        raise NotImplementedError
+
+    def audit_fields(self, request, obj, form, fields):
+        if not fields:
+            return
+        prefix, advertiser, target = self.audit_subject(obj)
+        audit_record(
+            actor=request.user, action=f"{prefix}_edit", advertiser=advertiser, target=target,
+            reason=_reason(request, form, "edited"),
+            before={f: _initial_shown(form, f) for f in fields},
+            after={f: _shown(obj, f) for f in fields},
+        )
+
+    def audit_created(self, request, obj, form):
+        prefix, advertiser, target = self.audit_subject(obj)
+        audit_record(actor=request.user, action=f"{prefix}_create", advertiser=advertiser, target=target,
+                     reason=_reason(request, form, "created"),
+                     after={f: _shown(obj, f) for f in form.changed_data if f != CHANGE_REASON and hasattr(obj, f)})
+
+    def save_formset(self, request, form, formset, change):
+        names = [n for n in formset.form.base_fields if n not in ("id", "DELETE", formset.fk.name)]
+        removed = [{n: _shown(f.instance, n) for n in names} for f in formset.deleted_forms if f.instance.pk]
+        before = {f.instance.pk: {n: _initial_shown(f, n) for n in f.changed_data}
+                  for f in formset.initial_forms if f.has_changed() and f not in formset.deleted_forms}
+        formset.save()
+        _, advertiser, target = self.audit_subject(form.instance)
+        kind = formset.model._meta.model_name
+        reason = _reason(request, form, "edited")
+        for obj in formset.new_objects:
+            audit_record(actor=request.user, action=f"{kind}_add", advertiser=advertiser, target=target,
+                         reason=reason, after={n: _shown(obj, n) for n in names})
+        for obj, fields in formset.changed_objects:
+            audit_record(actor=request.user, action=f"{kind}_change", advertiser=advertiser, target=target,
+                         reason=reason, before={"user": _shown(obj, "user"), **before.get(obj.pk, {})},
+                         after={"user": _shown(obj, "user"), **{n: _shown(obj, n) for n in fields}})
+        for row in removed:
+            audit_record(actor=request.user, action=f"{kind}_remove", advertiser=advertiser, target=target,
+                         reason=reason, before=row)
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is not None and not self.has_change_permission(request, obj):
+            # A view-only page has nothing to give a reason for.
+            return [(name, {**opts, "fields": [f for f in opts["fields"] if f != CHANGE_REASON]})
+                    for name, opts in fieldsets]
+        return fieldsets
 
 
 def action_with_reason(modeladmin, request, queryset, *, action: str, title: str, intro: str, headers, row,
@@ -85,69 +256,86 @@ def action_with_reason(modeladmin, request, queryset, *, action: str, title: str
     })
 
 
-class BCMembershipInline(admin.TabularInline):
+class BCMembershipInline(StaffRolePermissions, admin.TabularInline):
     model = BCMembership
+    formset = ReasonRequiredFormSet
     extra = 0
     raw_id_fields = ["user"]
+    add_perm = change_perm = "manage_accounts"
+
+    def has_delete_permission(self, request, obj=None):
+        return staff_can(request.user, "manage_accounts")  # removing a member is audited
 
 
-class AdvertiserOfBCInline(admin.TabularInline):
+class AdvertiserOfBCInline(StaffRolePermissions, admin.TabularInline):
     model = Advertiser
     fields = ["name", "currency", "billing_method", "status"]
     readonly_fields = fields
     extra = 0
     show_change_link = True
-    can_delete = False
 
-    def has_add_permission(self, request, obj=None):
-        return False
+
+class BusinessCenterForm(AuditedForm):
+    class Meta:
+        model = BusinessCenter
+        fields = "__all__"
 
 
 @admin.register(BusinessCenter)
-class BusinessCenterAdmin(admin.ModelAdmin):
+class BusinessCenterAdmin(AuditedAdminMixin, StaffRoleAdmin):
+    form = BusinessCenterForm
+    add_perm = change_perm = "manage_accounts"
     list_display = ["id", "name", "currency", "created_at"]
     ordering = ["name", "id"]
     search_fields = ["name", "id__exact"]
     list_filter = ["currency"]
     inlines = [BCMembershipInline, AdvertiserOfBCInline]
+    fields = ["name", "currency", "created_at", CHANGE_REASON]
 
     def get_readonly_fields(self, request, obj=None):
         # A BC's cash accounts are opened in its currency: fixed once created.
         return ["currency", "created_at"] if obj else ["created_at"]
 
+    def audit_subject(self, obj):
+        return "business_center", None, f"business center {obj.pk}"
+
     def save_model(self, request, obj, form, change):
         if change:
+            fields = [f for f in form.changed_data if f != CHANGE_REASON]
             super().save_model(request, obj, form, change)
+            self.audit_fields(request, obj, form, fields)
             return
         created = business_center_create(name=obj.name, currency=obj.currency)
         obj.pk, obj.created_at = created.pk, created.created_at
         obj._state.adding = False
+        self.audit_created(request, obj, form)
 
 
-class MembershipInline(admin.TabularInline):
+class MembershipInline(StaffRolePermissions, admin.TabularInline):
     model = Membership
+    formset = ReasonRequiredFormSet
     extra = 0
     raw_id_fields = ["user"]
     verbose_name = "member"
     verbose_name_plural = "members"
+    add_perm = change_perm = "manage_accounts"
+
+    def has_delete_permission(self, request, obj=None):
+        return staff_can(request.user, "manage_accounts")  # removing a member is audited
 
 
-class CampaignInline(admin.TabularInline):
+class CampaignInline(StaffRolePermissions, admin.TabularInline):
     model = Campaign
     fields = ["name", "objective", "product_source", "shop_id", "status"]
     readonly_fields = fields
     extra = 0
     show_change_link = True
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
-BILLING_SETTINGS = ["credit_line_limit", "billing_threshold", "bill_cycle", "invoicing_eligible"]
+BILLING_SETTINGS = list(BILLING_SETTING_PERMS)
 
 
-class AdvertiserForm(forms.ModelForm):
+class AdvertiserForm(AuditedForm):
     """Checks what the services would refuse, so a refusal is shown on the form, not as an error page."""
 
     class Meta:
@@ -201,12 +389,15 @@ class AdvertiserForm(forms.ModelForm):
 
 
 @admin.register(Advertiser)
-class AdvertiserAdmin(admin.ModelAdmin):
+class AdvertiserAdmin(AuditedAdminMixin, StaffRoleAdmin):
     """Staff settings (threshold, bill cycle, credit line, invoicing eligibility) go through
     `billing_settings_set`, so threshold changes are counted (R25) and paused campaigns resume when
-    a credit line is raised. The billing method changes only through the switch rules (R28)."""
+    a credit line is raised. The billing method changes only through the switch rules (R28).
+    Each setting is editable only by a role that may set it (`BILLING_SETTING_PERMS`)."""
 
     form = AdvertiserForm
+    change_form_template = "admin/portal/advertiser/change_form.html"
+    add_perm = change_perm = "manage_accounts"
     list_display = ["id", "name", "business_center", "currency", "billing_method", "status", "credit_frozen",
                     "registered_at"]
     list_display_links = ["id", "name"]
@@ -219,6 +410,7 @@ class AdvertiserAdmin(admin.ModelAdmin):
         (None, {"fields": ["name", "business_center", "currency", "timezone", "billing_method", "signup_source",
                            "registered_at", "shop_id"]}),
         ("Billing settings", {"fields": ["credit_line_limit", "billing_threshold", "bill_cycle"]}),
+        ("Why", {"fields": [CHANGE_REASON]}),
     ]
     fieldsets = [
         (None, {"fields": ["name", "business_center", "currency", "timezone", "status", "signup_source",
@@ -226,30 +418,44 @@ class AdvertiserAdmin(admin.ModelAdmin):
         ("Billing settings", {"fields": ["billing_method", "invoicing_eligible", "credit_line_limit",
                                          "billing_threshold", "bill_cycle", "next_bill_at", "failed_payments",
                                          "successful_payments"]}),
+        ("Why", {"fields": [CHANGE_REASON]}),
         ("Money (read-only, from the ledger)", {"fields": ["balances_summary", "recent_transactions"]}),
         ("Staff actions", {"fields": ["audit_trail"]}),
     ]
 
     def get_fieldsets(self, request, obj=None):
-        return self.fieldsets if obj else self.add_fieldsets
+        if obj is None:
+            return self.add_fieldsets
+        return super().get_fieldsets(request, obj)
 
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
-            return []
-        return ["business_center", "currency", "timezone", "signup_source", "registered_at", "credit_frozen",
-                "created_at", "billing_method", "next_bill_at", "failed_payments", "successful_payments",
-                "balances_summary", "recent_transactions", "audit_trail"]
+            return [f for f, perm in BILLING_SETTING_PERMS.items() if not staff_can(request.user, perm)]
+        fixed = ["business_center", "currency", "timezone", "signup_source", "registered_at", "credit_frozen",
+                 "created_at", "billing_method", "next_bill_at", "failed_payments", "successful_payments",
+                 "balances_summary", "recent_transactions", "audit_trail"]
+        return fixed + [f for f, perm in BILLING_SETTING_PERMS.items() if not staff_can(request.user, perm)]
 
     def get_inlines(self, request, obj):
         return self.inlines if obj else []
 
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra = {"can_grant_credit": staff_can(request.user, "grant_credit")}
+        if extra["can_grant_credit"]:
+            extra["grant_url"] = reverse("admin:promotions_credit_add") + f"?advertiser={object_id}"
+        return super().change_view(request, object_id, form_url, {**extra, **(extra_context or {})})
+
+    def audit_subject(self, obj):
+        return "advertiser", obj, f"advertiser {obj.pk}"
+
     def save_model(self, request, obj, form, change):
         data = form.cleaned_data
-        reason = f"set by {request.user.get_username()} in admin"
+        reason = _reason(request, form, "set")
         if change:
-            plain = [f for f in form.changed_data if f not in BILLING_SETTINGS]
+            plain = [f for f in form.changed_data if f not in BILLING_SETTINGS and f != CHANGE_REASON]
             if plain:
                 obj.save(update_fields=plain)
+                self.audit_fields(request, obj, form, plain)
             settings_changed = {f: data[f] for f in form.changed_data if f in BILLING_SETTINGS}
             if settings_changed:
                 billing_settings_set(advertiser=obj, reason=reason, by=request.user, **settings_changed)
@@ -265,9 +471,11 @@ class AdvertiserAdmin(admin.ModelAdmin):
             signup_source=data["signup_source"],
             shop_id=data["shop_id"],
         )
+        self.audit_created(request, created, form)
         billing_settings_set(
-            advertiser=created, reason=reason, by=request.user, credit_line_limit=data["credit_line_limit"] or None,
-            billing_threshold=data["billing_threshold"], bill_cycle=data["bill_cycle"],
+            advertiser=created, reason=reason, by=request.user,
+            credit_line_limit=data.get("credit_line_limit") or None,
+            billing_threshold=data.get("billing_threshold"), bill_cycle=data.get("bill_cycle"),
         )
         created.refresh_from_db()
         obj.__dict__.update({k: v for k, v in created.__dict__.items() if k != "_state"})
@@ -276,7 +484,7 @@ class AdvertiserAdmin(admin.ModelAdmin):
     actions = ["freeze_credit", "unfreeze_credit"]
 
     def has_freeze_permission(self, request):
-        return request.user.has_perm("portal.change_advertiser")
+        return staff_can(request.user, "freeze_credit")
 
     def _advertiser_row(self, adv):
         b = advertiser_balances(advertiser=adv)
@@ -335,13 +543,10 @@ class AdvertiserAdmin(admin.ModelAdmin):
             ("Billing threshold", fmt(b.billing_threshold, c) if b.billing_threshold is not None else "—"),
         ]
         credits_url = reverse("admin:promotions_credit_changelist") + f"?advertiser__id__exact={obj.pk}"
-        grant_url = reverse("admin:promotions_credit_add") + f"?advertiser={obj.pk}"
         return format_html(
-            '<table class="balances"><tbody>{}</tbody></table>'
-            '<p><a href="{}">Credits of this advertiser</a> · <a href="{}">Grant credit</a></p>',
+            '<table class="balances"><tbody>{}</tbody></table><p><a href="{}">Credits of this advertiser</a></p>',
             format_html_join("", "<tr><th>{}</th><td>{} {}</td></tr>", ((k, v, c) for k, v in rows)),
             credits_url,
-            grant_url,
         )
 
     @admin.display(description="Recent ledger transactions")
@@ -375,8 +580,16 @@ class AdvertiserAdmin(admin.ModelAdmin):
         )
 
 
+class CampaignForm(AuditedForm):
+    class Meta:
+        model = Campaign
+        fields = "__all__"
+
+
 @admin.register(Campaign)
-class CampaignAdmin(admin.ModelAdmin):
+class CampaignAdmin(AuditedAdminMixin, StaffRoleAdmin):
+    form = CampaignForm
+    add_perm = change_perm = "manage_accounts"
     list_display = ["id", "name", "advertiser", "objective", "product_source", "shop_id", "status", "created_at"]
     list_display_links = ["id", "name"]
     ordering = ["-id"]
@@ -384,14 +597,20 @@ class CampaignAdmin(admin.ModelAdmin):
     search_fields = ["name", "id__exact", "advertiser__name", "advertiser__id__exact", "shop_id"]
     list_select_related = ["advertiser"]
     raw_id_fields = ["advertiser"]
+    fields = ["advertiser", "name", "objective", "product_source", "shop_id", "status", "created_at", CHANGE_REASON]
 
     def get_readonly_fields(self, request, obj=None):
         # A campaign never moves to another advertiser: its spend is on that advertiser's ledger.
         return ["advertiser", "created_at"] if obj else ["created_at"]
 
+    def audit_subject(self, obj):
+        return "campaign", obj.advertiser, f"campaign {obj.pk}"
+
     def save_model(self, request, obj, form, change):
         if change:
+            fields = [f for f in form.changed_data if f != CHANGE_REASON]
             super().save_model(request, obj, form, change)
+            self.audit_fields(request, obj, form, fields)
             return
         data = form.cleaned_data
         created = campaign_create(
@@ -406,24 +625,13 @@ class CampaignAdmin(admin.ModelAdmin):
             created.save(update_fields=["status"])
         obj.__dict__.update({k: v for k, v in created.__dict__.items() if k != "_state"})
         obj._state.adding = False
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    show_full_result_count = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
+        self.audit_created(request, obj, form)
 
 
 @admin.register(AuditLog)
 class AuditLogAdmin(ReadOnlyAdmin):
-    """Every staff action, append-only (the database refuses UPDATE and DELETE on PostgreSQL)."""
+    """Every staff action, append-only: nobody adds, changes or deletes a line here, superusers
+    included, and PostgreSQL refuses UPDATE and DELETE on the table (migration portal 0005)."""
 
     list_display = ["created_at", "actor_name", "action", "advertiser", "target", "reason"]
     list_filter = ["action", "created_at"]
@@ -431,6 +639,7 @@ class AuditLogAdmin(ReadOnlyAdmin):
     list_select_related = ["advertiser"]
     date_hierarchy = "created_at"
     ordering = ["-created_at", "-id"]
+    actions = None  # not even the bulk delete action
 
 
 @admin.register(Notification)

@@ -100,6 +100,12 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
+# Failed logins (portal/login.py): this many per username and client address in this many
+# seconds, then that pair waits for the window to pass. Behind a proxy, name the header it sets
+# with the client's address (e.g. HTTP_X_REAL_IP); empty: REMOTE_ADDR.
+LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+LOGIN_FAILURE_WINDOW = env.int("LOGIN_FAILURE_WINDOW", default=15 * 60)
+LOGIN_CLIENT_IP_HEADER = env.str("LOGIN_CLIENT_IP_HEADER", default="")
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

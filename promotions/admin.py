@@ -1,9 +1,15 @@
-"""Credit in the Django admin: staff grant and withdraw credit only through the services (R22).
+"""Credit and appeals in the Django admin: staff act only through the services (R22, R30, R31).
 
 "Add credit" is a grant form that calls `credit_grant` (a reason is required, `granted_by` is the
 staff user, and the form carries its own idempotency key so a double submit grants once). A
 credit is never edited or deleted here; "Withdraw credit" is an action with a confirmation page
-that asks for a reason and calls `credit_withdraw`. Both are logged in the admin history.
+that asks for a reason and calls `credit_withdraw`. Both are logged in the admin history and the
+audit log.
+
+Appeals: the list opens on the queue of open appeals, oldest first. An appeal's page is the review
+screen — message, attachments, the account's freeze history, failed payments, recent spend with
+its funding, and its credits — with Approve / Reject / Reject and withdraw buttons that take a
+decision note and call `appeal_decide`. Who may press which button is `portal.permissions.staff_can`.
 """
 
 import uuid
@@ -13,29 +19,40 @@ from django.contrib import admin, messages
 from django.contrib.admin import ActionLocation, helpers
 from django.contrib.admin.widgets import AdminSplitDateTime, AutocompleteSelect
 from django.core.exceptions import PermissionDenied
-from django.http import FileResponse, Http404, HttpResponseRedirect
+from django.db.models import Count
+from django.http import FileResponse, Http404, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html, format_html_join, linebreaks
+from django.utils.safestring import mark_safe
+from django.utils.timesince import timesince
 
-from billing.models import LedgerEntry
+from billing.history import SPEND_KINDS, transaction_rows, transactions_query
+from billing.models import Bill, BillStatus, LedgerEntry
 from billing.money import fmt
+from portal.admin import ReadOnlyAdmin, StaffRoleAdmin, StaffRolePermissions, action_with_reason
 from portal.errors import BusinessError
 from portal.models import Advertiser, Objective, ProductSource
-from portal.admin import action_with_reason
+from portal.permissions import staff_can
 from promotions.appeals import appeal_decide, attachments_dir
 from promotions.credits import credit_grant, credit_withdraw
 from promotions.models import (
     Appeal,
     AppealAttachment,
+    AppealStatus,
     Credit,
     CreditKind,
     CreditSource,
+    CreditStatus,
     Enrollment,
     FreezeEvent,
     Program,
     Tier,
 )
+
+RECENT_SPEND = 20
+HISTORY_ROWS = 50
 
 # Which form field a service refusal belongs to; the rest are shown at the top of the form.
 ERROR_FIELDS = {
@@ -104,7 +121,10 @@ class CreditGrantForm(forms.Form):
 
 
 @admin.register(Credit)
-class CreditAdmin(admin.ModelAdmin):
+class CreditAdmin(StaffRoleAdmin):
+    """Every staff role sees credits; granting and withdrawing need a Billing manager."""
+
+    add_perm = "grant_credit"
     list_display = ["id", "advertiser", "kind", "source", "money", "remaining_money", "percent", "status",
                     "valid_from", "expires_at"]
     list_display_links = ["id", "kind"]
@@ -117,16 +137,10 @@ class CreditAdmin(admin.ModelAdmin):
               "expires_at", "eligible_objectives", "eligible_product_source", "assigned_campaigns", "reason",
               "granted_by", "idempotency_key", "created_at", "ended_at", "ledger_history"]
     readonly_fields = fields
-    actions = ["withdraw_credit"]
-
-    def has_change_permission(self, request, obj=None):
-        return False  # read-only: credit changes only through grant, assign, withdraw, expiry
-
-    def has_delete_permission(self, request, obj=None):
-        return False
+    actions = ["withdraw_credit"]  # otherwise read-only: credit changes through grant, assign, withdraw, expiry
 
     def has_withdraw_permission(self, request):
-        return request.user.has_perm("promotions.change_credit")
+        return staff_can(request.user, "withdraw_credit")
 
     @admin.display(description="Amount", ordering="amount")
     def money(self, credit):
@@ -252,108 +266,318 @@ class CreditAdmin(admin.ModelAdmin):
         )
 
 
-class AttachmentInline(admin.TabularInline):
-    model = AppealAttachment
-    fields = ["file", "content_type", "size", "created_at"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    @admin.display(description="File")
-    def file(self, att):
-        url = reverse("admin:promotions_appeal_attachment", args=[att.appeal_id, att.pk])
-        return format_html('<a href="{}">{}</a>', url, att.original_name)
-
-
 class DecisionForm(forms.Form):
     reason = forms.CharField(label="Decision note", max_length=2000,
                              widget=forms.Textarea(attrs={"rows": 4, "cols": 60}),
                              help_text="Required. The advertiser reads it; it is kept in the audit log.")
 
 
-class RejectForm(DecisionForm):
-    withdraw_credits = forms.BooleanField(
-        required=False, label="Also withdraw the credit",
-        help_text="For policy violations: what is left of every live credit is withdrawn on the ledger.",
+# The review screen's buttons: decision, whether credit is withdrawn, and what the staff user needs.
+DECISIONS = {
+    "approve": ("approve", False, ["decide_appeal"]),
+    "reject": ("reject", False, ["decide_appeal"]),
+    "reject_withdraw": ("reject", True, ["decide_appeal", "withdraw_credit"]),
+}
+DECIDED_MESSAGES = {
+    "approve": "approved: the credit is unfrozen",
+    "reject": "rejected: the credit stays frozen",
+    "reject_withdraw": "rejected and the credit withdrawn",
+}
+
+
+def _may(user, decision: str) -> bool:
+    return all(staff_can(user, perm) for perm in DECISIONS[decision][2])
+
+
+class AppealQueueFilter(admin.SimpleListFilter):
+    """The appeals list opens on the queue: open appeals, oldest first (`AppealAdmin.get_ordering`)."""
+
+    title = "queue"
+    parameter_name = "queue"
+    DEFAULT = "open"
+
+    def lookups(self, request, model_admin):
+        return [("open", "Open — oldest first"), ("decided", "Decided"), ("all", "All")]
+
+    def value(self):
+        return super().value() or self.DEFAULT
+
+    def choices(self, changelist):
+        for lookup, title in self.lookup_choices:
+            yield {
+                "selected": self.value() == lookup,
+                "query_string": changelist.get_query_string({self.parameter_name: lookup}),
+                "display": title,
+            }
+
+    def queryset(self, request, queryset):
+        if self.value() == "open":
+            return queryset.filter(status=AppealStatus.OPEN)
+        if self.value() == "decided":
+            return queryset.exclude(status=AppealStatus.OPEN)
+        return queryset
+
+
+def _when(t) -> str:
+    return t.strftime("%Y-%m-%d %H:%M UTC") if t else "—"
+
+
+def _table(headers, rows, empty: str):
+    """A small read-only table for the review screen; cells are escaped unless already safe HTML."""
+    if not rows:
+        return empty
+    return format_html(
+        "<table><thead><tr>{}</tr></thead><tbody>{}</tbody></table>",
+        format_html_join("", "<th>{}</th>", ((h,) for h in headers)),
+        format_html_join("", "<tr>{}</tr>", (
+            (format_html_join("", "<td>{}</td>", ((cell,) for cell in row)),) for row in rows
+        )),
     )
 
 
 @admin.register(Appeal)
-class AppealAdmin(admin.ModelAdmin):
+class AppealAdmin(StaffRoleAdmin):
     """Staff review appeals against a credit freeze (R31) and decide with `appeal_decide`."""
 
-    list_display = ["id", "advertiser", "status", "filed_by", "created_at", "decided_by", "decided_at"]
-    list_filter = ["status", "created_at"]
+    change_form_template = "admin/promotions/appeal/change_form.html"
+    list_display = ["id", "advertiser", "status", "waiting", "files", "filed_by", "created_at", "decided_by",
+                    "decided_at"]
+    list_filter = [AppealQueueFilter, "status", "created_at"]
     search_fields = ["id__exact", "advertiser__name", "advertiser__id__exact", "message"]
     list_select_related = ["advertiser", "filed_by", "decided_by"]
-    ordering = ["status", "-created_at"]
-    fields = ["advertiser", "status", "message", "filed_by", "created_at", "decided_by", "decided_at",
-              "decision_note", "credits_withdrawn", "credit_summary"]
-    readonly_fields = fields
-    inlines = [AttachmentInline]
-    actions = ["approve_appeal", "reject_appeal"]
+    fieldsets = [
+        ("Appeal", {"fields": ["advertiser_link", "status", "filed_by", "created_at", "message_text",
+                               "attachment_links"]}),
+        ("Decision", {"fields": ["decided_by", "decided_at", "decision_note", "credits_withdrawn"]}),
+        ("Freeze history", {"fields": ["freeze_history"]}),
+        ("Failed payments", {"fields": ["failed_payments"]}),
+        (f"Recent spend (last {RECENT_SPEND} charges)", {"fields": ["recent_spend"]}),
+        ("Credits", {"fields": ["credits_table"]}),
+        ("Earlier appeals of this account", {"fields": ["other_appeals"]}),
+    ]
+    readonly_fields = [f for _, opts in fieldsets for f in opts["fields"]]
+    actions = ["approve_appeal", "reject_appeal", "reject_and_withdraw_appeal"]
 
-    def has_add_permission(self, request):
-        return False  # advertisers file appeals from the Promotions page
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(attachment_count=Count("attachments"))
 
-    def has_change_permission(self, request, obj=None):
-        return False
+    def get_ordering(self, request):
+        if request.GET.get(AppealQueueFilter.parameter_name, AppealQueueFilter.DEFAULT) == "open":
+            return ["created_at", "id"]  # the queue: whoever has waited longest comes first
+        return ["-created_at", "-id"]
 
-    def has_delete_permission(self, request, obj=None):
-        return False
+    def get_fieldsets(self, request, obj=None):
+        if obj is not None and obj.status == AppealStatus.OPEN:
+            return [fs for fs in self.fieldsets if fs[0] != "Decision"]
+        return self.fieldsets
 
     def has_decide_permission(self, request):
-        return request.user.has_perm("promotions.change_appeal")
+        return _may(request.user, "approve")
 
-    @admin.display(description="Credit of the advertiser")
-    def credit_summary(self, appeal):
+    def has_decide_and_withdraw_permission(self, request):
+        return _may(request.user, "reject_withdraw")
+
+    # List columns --------------------------------------------------------------------------------
+
+    @admin.display(description="Waiting")
+    def waiting(self, appeal):
+        return timesince(appeal.created_at) if appeal.status == AppealStatus.OPEN else "—"
+
+    @admin.display(description="Files", ordering="attachment_count")
+    def files(self, appeal):
+        return appeal.attachment_count
+
+    # The review screen ---------------------------------------------------------------------------
+
+    @admin.display(description="Advertiser")
+    def advertiser_link(self, appeal):
         adv = appeal.advertiser
+        return format_html('<a href="{}">{}</a> · ID {} · {} · credit {}',
+                           reverse("admin:portal_advertiser_change", args=[adv.pk]), adv.name, adv.pk,
+                           adv.get_status_display(), "frozen" if adv.credit_frozen else "not frozen")
+
+    @admin.display(description="Message")
+    def message_text(self, appeal):
+        return mark_safe(linebreaks(appeal.message, autoescape=True))  # escaped, then paragraphs
+
+    @admin.display(description="Attachments")
+    def attachment_links(self, appeal):
+        files = list(appeal.attachments.order_by("pk"))
+        if not files:
+            return "No files attached."
+        return format_html_join(mark_safe("<br>"), '<a href="{}" download>{}</a> ({}, {} KB)', (
+            (reverse("admin:promotions_appeal_attachment", args=[appeal.pk, f.pk]), f.original_name,
+             f.content_type, max(1, round(f.size / 1024)))
+            for f in files
+        ))
+
+    @admin.display(description="Freeze history")
+    def freeze_history(self, appeal):
+        events = FreezeEvent.objects.filter(advertiser_id=appeal.advertiser_id).select_related("by").order_by(
+            "-created_at", "-pk")[:HISTORY_ROWS]
+        return _table(["When", "Event", "By", "Reason"], [
+            (_when(e.created_at), "Frozen" if e.frozen else "Unfrozen",
+             f"rule {e.rule}" if e.rule else (e.by.get_username() if e.by else "system"), e.reason)
+            for e in events
+        ], "No freeze recorded.")
+
+    @admin.display(description="Failed payments")
+    def failed_payments(self, appeal):
+        adv = appeal.advertiser
+        bills = Bill.objects.filter(advertiser=adv, status__in=[BillStatus.FAILED, BillStatus.OVERDUE]).order_by(
+            "-issued_at", "-pk")[:HISTORY_ROWS]
+        table = _table(["Bill", "Kind", "Amount", "Status", "Attempts", "Issued", "Due", "Last error"], [
+            (format_html('<a href="{}">{}</a>', reverse("admin:billing_bill_change", args=[b.pk]), b.number or f"#{b.pk}"),
+             b.get_kind_display(), f"{fmt(b.amount, b.currency)} {b.currency}", b.get_status_display(), b.attempts,
+             _when(b.issued_at), _when(b.due_at), b.last_error)
+            for b in bills
+        ], "No failed or overdue bill.")
+        return format_html("<p>Failed payments in a row: {}</p>{}", adv.failed_payments, table)
+
+    @admin.display(description="Recent spend")
+    def recent_spend(self, appeal):
+        adv = appeal.advertiser
+        rows = transaction_rows(transactions_query(advertiser=adv).filter(kind__in=SPEND_KINDS)[:RECENT_SPEND])
+        return _table(["Occurred", "Kind", "Campaign", "Amount", "Paid by"], [
+            (_when(r.occurred_at), r.label, r.campaign, f"{fmt(-r.amount, r.currency)} {r.currency}",
+             " · ".join(f"{p.label} {fmt(p.amount, r.currency)}" for p in r.funding) or "—")
+            for r in rows
+        ], "No spend yet.")
+
+    @admin.display(description="Credits")
+    def credits_table(self, appeal):
+        adv = appeal.advertiser
+        credits = Credit.objects.filter(advertiser=adv).select_related("ledger_account").order_by(
+            "-created_at", "-pk")[:HISTORY_ROWS]
         url = reverse("admin:promotions_credit_changelist") + f"?advertiser__id__exact={adv.pk}"
-        live = Credit.objects.filter(advertiser=adv).exclude(status__in=["used_up", "expired", "withdrawn"])
-        return format_html('{} credit{} not ended · account credit {} · <a href="{}">see credits</a>',
-                           live.count(), "" if live.count() == 1 else "s",
-                           "frozen" if adv.credit_frozen else "not frozen", url)
+        table = _table(["Credit", "Source", "Status", "Amount", "Remaining", "Expires"], [
+            (format_html('<a href="{}">{}</a>', reverse("admin:promotions_credit_change", args=[c.pk]), c),
+             c.get_source_display(), c.get_status_display(), f"{fmt(c.amount, adv.currency)} {adv.currency}",
+             f"{fmt(c.remaining, adv.currency)} {adv.currency}", _when(c.expires_at))
+            for c in credits
+        ], "No credit.")
+        return format_html('{}<p><a href="{}">All credits of this advertiser</a></p>', table, url)
+
+    @admin.display(description="Earlier appeals")
+    def other_appeals(self, appeal):
+        others = Appeal.objects.filter(advertiser_id=appeal.advertiser_id).exclude(pk=appeal.pk).order_by(
+            "-created_at")[:HISTORY_ROWS]
+        return _table(["Appeal", "Filed", "Status", "Decision note"], [
+            (format_html('<a href="{}">#{}</a>', reverse("admin:promotions_appeal_change", args=[a.pk]), a.pk),
+             _when(a.created_at), a.get_status_display(), a.decision_note)
+            for a in others
+        ], "None.")
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        appeal = self.get_object(request, object_id)
+        extra = {}
+        if appeal is not None and appeal.status == AppealStatus.OPEN:
+            extra = {
+                "decision_form": DecisionForm(),
+                "decide_url": reverse("admin:promotions_appeal_decide", args=[appeal.pk]),
+                "may_decide": _may(request.user, "approve"),
+                "may_withdraw": _may(request.user, "reject_withdraw"),
+            }
+        return super().change_view(request, object_id, form_url, {**extra, **(extra_context or {})})
+
+    def decide_view(self, request, appeal_id: int):
+        """The review screen's buttons: approve, reject, or reject and withdraw, with a note."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        decision = request.POST.get("decision", "")
+        if decision not in DECISIONS or not _may(request.user, decision):
+            raise PermissionDenied
+        appeal = get_object_or_404(Appeal.objects.select_related("advertiser"), pk=appeal_id)
+        page = reverse("admin:promotions_appeal_change", args=[appeal.pk])
+        form = DecisionForm(request.POST)
+        if not form.is_valid():
+            self.message_user(request, "A decision note is required: the advertiser reads it.", messages.ERROR)
+            return HttpResponseRedirect(page)
+        verb, withdraw, _ = DECISIONS[decision]
+        if withdraw and "confirm" not in request.POST:
+            return self._withdraw_confirmation(request, appeal, form.cleaned_data["reason"])
+        try:
+            appeal_decide(appeal=appeal, decision=verb, note=form.cleaned_data["reason"], by=request.user,
+                          withdraw_credits=withdraw)
+        except BusinessError as e:
+            self.message_user(request, f"Appeal #{appeal.pk}: {e.message}", messages.ERROR)
+            return HttpResponseRedirect(page)
+        self.message_user(request, f"Appeal #{appeal.pk} of {appeal.advertiser.name} {DECIDED_MESSAGES[decision]}. "
+                                   "The advertiser has been notified.", messages.SUCCESS)
+        return HttpResponseRedirect(reverse("admin:promotions_appeal_changelist"))
+
+    def _withdraw_confirmation(self, request, appeal, note: str):
+        adv = appeal.advertiser
+        live = list(Credit.objects.filter(
+            advertiser=adv, status__in=[CreditStatus.FROZEN, CreditStatus.ACTIVE, CreditStatus.PENDING]
+        ).select_related("ledger_account").order_by("pk"))
+        total = sum((c.remaining for c in live), 0)
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, "admin/promotions/appeal/withdraw_confirm.html", {
+            **self.admin_site.each_context(request),
+            "title": f"Reject appeal #{appeal.pk} and withdraw the credit",
+            "opts": self.opts,
+            "appeal": appeal,
+            "credits": [(c, f"{fmt(c.remaining, adv.currency)} {adv.currency}") for c in live],
+            "total": f"{fmt(total, adv.currency)} {adv.currency}",
+            "note": note,
+            "decide_url": reverse("admin:promotions_appeal_decide", args=[appeal.pk]),
+            "page_url": reverse("admin:promotions_appeal_change", args=[appeal.pk]),
+        })
+
+    # Bulk decisions from the queue -----------------------------------------------------------------
 
     def _row(self, appeal):
         return [format_html('<a href="{}">#{}</a>', reverse("admin:promotions_appeal_change", args=[appeal.pk]),
                             appeal.pk),
                 f"{appeal.advertiser.name} ({appeal.advertiser_id})", appeal.get_status_display(),
-                appeal.created_at.strftime("%Y-%m-%d %H:%M UTC"), appeal.message[:200]]
+                _when(appeal.created_at), appeal.message[:200]]
 
-    @admin.action(description="Approve appeal (unfreeze credit)", permissions=["decide"],
-                  location=[ActionLocation.CHANGE_LIST, ActionLocation.CHANGE_FORM])
-    def approve_appeal(self, request, queryset):
+    def _decide_action(self, request, queryset, *, decision: str, action: str, title: str, intro: str,
+                       submit_label: str):
+        verb, withdraw, _ = DECISIONS[decision]
+        # The appeals picked, even if the list's filter no longer shows them (decided meanwhile): the
+        # service then says so instead of the action silently doing nothing.
+        picked = Appeal.objects.filter(pk__in=request.POST.getlist(helpers.ACTION_CHECKBOX_NAME))
         return action_with_reason(
-            self, request, queryset.select_related("advertiser"), action="approve_appeal", title="Approve appeal",
-            intro="Approving unfreezes the advertiser's credit and issues ladder rewards withheld meanwhile.",
+            self, request, picked.select_related("advertiser"), action=action, title=title, intro=intro,
             headers=["Appeal", "Advertiser", "Status", "Filed", "Message"], row=self._row,
-            submit_label="Approve", form_class=DecisionForm,
-            perform=lambda appeal, data: appeal_decide(appeal=appeal, decision="approve", note=data["reason"],
-                                                       by=request.user),
+            submit_label=submit_label, form_class=DecisionForm,
+            perform=lambda appeal, data: appeal_decide(appeal=appeal, decision=verb, note=data["reason"],
+                                                       by=request.user, withdraw_credits=withdraw),
         )
 
-    @admin.action(description="Reject appeal", permissions=["decide"],
-                  location=[ActionLocation.CHANGE_LIST, ActionLocation.CHANGE_FORM])
+    @admin.action(description="Approve appeal (unfreeze credit)", permissions=["decide"])
+    def approve_appeal(self, request, queryset):
+        return self._decide_action(
+            request, queryset, decision="approve", action="approve_appeal", title="Approve appeal",
+            intro="Approving unfreezes the advertiser's credit and issues ladder rewards withheld meanwhile.",
+            submit_label="Approve",
+        )
+
+    @admin.action(description="Reject appeal (credit stays frozen)", permissions=["decide"])
     def reject_appeal(self, request, queryset):
-        return action_with_reason(
-            self, request, queryset.select_related("advertiser"), action="reject_appeal", title="Reject appeal",
-            intro="Rejecting keeps the credit frozen. Tick the box to also withdraw it for a policy violation.",
-            headers=["Appeal", "Advertiser", "Status", "Filed", "Message"], row=self._row,
-            submit_label="Reject", form_class=RejectForm,
-            perform=lambda appeal, data: appeal_decide(appeal=appeal, decision="reject", note=data["reason"],
-                                                       by=request.user, withdraw_credits=data["withdraw_credits"]),
+        return self._decide_action(
+            request, queryset, decision="reject", action="reject_appeal", title="Reject appeal",
+            intro="Rejecting keeps the credit frozen.", submit_label="Reject",
+        )
+
+    @admin.action(description="Reject appeal and withdraw the credit", permissions=["decide_and_withdraw"])
+    def reject_and_withdraw_appeal(self, request, queryset):
+        return self._decide_action(
+            request, queryset, decision="reject_withdraw", action="reject_and_withdraw_appeal",
+            title="Reject appeal and withdraw the credit",
+            intro="For policy violations: the credit stays frozen and what is left of every live credit of the "
+                  "account is withdrawn on the ledger. This cannot be undone.",
+            submit_label="Reject and withdraw",
         )
 
     def get_urls(self):
         return [
             path("<int:appeal_id>/attachments/<int:attachment_id>/",
                  self.admin_site.admin_view(self.attachment_view), name="promotions_appeal_attachment"),
+            path("<int:appeal_id>/decide/", self.admin_site.admin_view(self.decide_view),
+                 name="promotions_appeal_decide"),
             *super().get_urls(),
         ]
 
@@ -372,42 +596,24 @@ class AppealAdmin(admin.ModelAdmin):
 
 
 @admin.register(FreezeEvent)
-class FreezeEventAdmin(admin.ModelAdmin):
+class FreezeEventAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "advertiser", "frozen", "rule", "by", "reason"]
     list_filter = ["frozen", "rule"]
     search_fields = ["advertiser__name", "advertiser__id__exact", "reason"]
     list_select_related = ["advertiser", "by"]
     ordering = ["-created_at", "-id"]
 
-    def has_add_permission(self, request):
-        return False
 
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
-class ReadOnlyInline(admin.TabularInline):
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-
-class TierInline(ReadOnlyInline):
+class TierInline(StaffRolePermissions, admin.TabularInline):
     model = Tier
     fields = ["threshold", "reward", "immediate"]
     readonly_fields = fields
+    extra = 0
+    can_delete = False
 
 
 @admin.register(Program)
-class ProgramAdmin(admin.ModelAdmin):
+class ProgramAdmin(ReadOnlyAdmin):
     """Read-only: programs are created with `program_create`, which checks tiers and codes."""
 
     list_display = ["id", "name", "kind", "currency", "window_days", "reward_kind", "code", "redemptions",
@@ -416,30 +622,12 @@ class ProgramAdmin(admin.ModelAdmin):
     search_fields = ["name", "code"]
     inlines = [TierInline]
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(Enrollment)
-class EnrollmentAdmin(admin.ModelAdmin):
+class EnrollmentAdmin(ReadOnlyAdmin):
     """Read-only: enrollment goes through `enrollment_create` (R19 checks), rewards through the job."""
 
     list_display = ["id", "advertiser", "program", "status", "qualifying_spend", "window_start", "window_end"]
     list_filter = ["status", "program"]
     search_fields = ["advertiser__name", "advertiser__id__exact"]
     list_select_related = ["advertiser", "program"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -164,3 +164,113 @@ def test_the_appeal_api_refuses_withdrawal_by_support_even_via_approve_flag(api,
                         {"decision": "approve", "note": "x", "withdraw_credits": True}, token=token)
     assert response.status_code == 403
     assert Appeal.objects.get(pk=appeal.pk).status == "open"
+
+
+# --- the admin: same question, same answers ---------------------------------------------------------
+
+from decimal import Decimal  # noqa: E402
+
+from django.test import Client  # noqa: E402
+from django.urls import reverse  # noqa: E402
+
+GRANT_URL = reverse("admin:promotions_credit_add")
+CREDITS_URL = reverse("admin:promotions_credit_changelist")
+ADVERTISERS_URL = reverse("admin:portal_advertiser_changelist")
+
+
+def admin_client(role):
+    user = staff_user(role)
+    client = Client()
+    client.force_login(user)
+    return client, user
+
+
+def grant_form(adv, key="admin-role-key"):
+    return {"advertiser": str(adv.pk), "kind": "free", "amount": "50.00", "percent": "", "reason": "goodwill",
+            "idempotency_key": key, "valid_from_0": "", "valid_from_1": "", "expires_at_0": "", "expires_at_1": "",
+            "eligible_product_source": ""}
+
+
+def test_support_agent_sees_accounts_but_gets_no_grant_button_and_a_403_on_the_grant_form():
+    adv = AdvertiserFactory(name="Visible Co")
+    client, _ = admin_client(SUPPORT_AGENT)
+    # they can look: the advertiser list, its page with balances, the ledger, the credits, the audit log
+    for url in [ADVERTISERS_URL, reverse("admin:portal_advertiser_change", args=[adv.pk]), CREDITS_URL,
+                reverse("admin:billing_ledgertransaction_changelist"), reverse("admin:portal_auditlog_changelist")]:
+        assert client.get(url).status_code == 200, url
+    page = client.get(reverse("admin:portal_advertiser_change", args=[adv.pk]))
+    assert "Cash balance" in page.text and "Visible Co" in page.text
+    # but there is no way to grant: no button, and the form itself is refused
+    assert GRANT_URL not in page.text and GRANT_URL not in client.get(CREDITS_URL).text
+    assert client.get(GRANT_URL).status_code == 403
+    assert client.post(GRANT_URL, grant_form(adv)).status_code == 403
+    assert not Credit.objects.filter(advertiser=adv).exists()
+
+
+def test_support_agent_cannot_withdraw_or_edit_billing_settings_in_the_admin():
+    adv = AdvertiserFactory(billing_method="monthly_invoice")
+    credit = grant(adv, "free", "30.00")
+    client, _ = admin_client(SUPPORT_AGENT)
+    # the withdraw action is not offered, and posting it anyway does nothing
+    assert "withdraw_credit" not in client.get(CREDITS_URL).text
+    client.post(CREDITS_URL, {"action": "withdraw_credit", "_selected_action": [str(credit.pk)], "confirm": "yes",
+                              "reason": "policy"})
+    credit.refresh_from_db()
+    assert credit.status == CreditStatus.ACTIVE
+    # the advertiser page is read-only for them: no save button, and a POST is refused
+    url = reverse("admin:portal_advertiser_change", args=[adv.pk])
+    assert 'name="_save"' not in client.get(url).text
+    response = client.post(url, {"name": adv.name, "status": adv.status, "credit_line_limit": "99999",
+                                 "bill_cycle": "monthly", "change_reason": "x",
+                                 "memberships-TOTAL_FORMS": "0", "memberships-INITIAL_FORMS": "0",
+                                 "campaigns-TOTAL_FORMS": "0", "campaigns-INITIAL_FORMS": "0"})
+    assert response.status_code == 403
+    adv.refresh_from_db()
+    assert adv.credit_line_limit == 0
+
+
+def test_support_agent_freezes_and_unfreezes_from_the_admin():
+    adv = AdvertiserFactory()
+    grant(adv, "free", "30.00")
+    client, agent = admin_client(SUPPORT_AGENT)
+    assert "freeze_credit" in client.get(ADVERTISERS_URL).text
+    client.post(ADVERTISERS_URL, {"action": "freeze_credit", "_selected_action": [str(adv.pk)], "confirm": "yes",
+                                  "reason": "chargebacks"})
+    adv.refresh_from_db()
+    assert adv.credit_frozen
+    assert AuditLog.objects.get(action="credit_freeze", advertiser=adv).actor == agent
+
+
+def test_billing_manager_gets_the_grant_button_grants_and_withdraws():
+    adv = AdvertiserFactory(name="Granted Co")
+    client, manager = admin_client(BILLING_MANAGER)
+    page = client.get(reverse("admin:portal_advertiser_change", args=[adv.pk]))
+    assert f"{GRANT_URL}?advertiser={adv.pk}" in page.text
+    assert client.post(GRANT_URL, grant_form(adv)).status_code == 302
+    credit = Credit.objects.get(advertiser=adv)
+    assert (credit.amount, credit.granted_by) == (Decimal("50.00"), manager)
+    client.post(CREDITS_URL, {"action": "withdraw_credit", "_selected_action": [str(credit.pk)], "confirm": "yes",
+                              "reason": "granted by mistake"})
+    credit.refresh_from_db()
+    assert credit.status == CreditStatus.WITHDRAWN
+    assert AuditLog.objects.filter(actor=manager).values_list("action", flat=True).distinct().count() == 2
+
+
+def test_nobody_edits_the_ledger_or_the_audit_log_not_even_a_superuser():
+    adv = AdvertiserFactory()
+    grant(adv, "free", "10.00")
+    client, _ = admin_client("superuser")
+    log = AuditLog.objects.get()
+    tx = adv.credits.get().ledger_account.entries.get().transaction
+    for url in [reverse("admin:portal_auditlog_change", args=[log.pk]),
+                reverse("admin:billing_ledgertransaction_change", args=[tx.pk])]:
+        assert 'name="_save"' not in client.get(url).text
+        assert client.post(url, {"reason": "edited", "memo": "edited"}).status_code == 403
+    assert client.get(reverse("admin:portal_auditlog_add")).status_code == 403
+    assert client.post(reverse("admin:portal_auditlog_delete", args=[log.pk]), {"post": "yes"}).status_code == 403
+    # no bulk delete either
+    listing = client.get(reverse("admin:portal_auditlog_changelist"))
+    assert "delete_selected" not in listing.text
+    client.post(reverse("admin:portal_auditlog_changelist"),
+                {"action": "delete_selected", "_selected_action": [str(log.pk)], "post": "yes"})
+    assert AuditLog.objects.filter(pk=log.pk, reason="test grant").exists()
