@@ -7,6 +7,7 @@ immutable and positive with a side; the database refuses a transaction whose ent
 to zero per currency (see migration 0002).
 """
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -332,3 +333,38 @@ class ReconciliationRun(models.Model):
 
     def __str__(self) -> str:
         return f"Reconciliation {self.started_at:%Y-%m-%d %H:%M} — {'ok' if self.ok else f'{len(self.differences)} differences'}"
+
+
+class BCTransferType(models.TextChoices):
+    RECHARGE = "RECHARGE", "Recharge (BC cash to the advertiser)"
+    REFUND = "REFUND", "Refund (advertiser cash back to the BC)"
+
+
+class BCTransfer(models.Model):
+    """Cash moved between a Business Center and one of its advertisers (`POST /open_api/v1.3/bc/transfer/`).
+
+    Idempotent by the caller's `request_id` per Business Center: the unique constraint makes a replay
+    or a concurrent duplicate unable to move cash twice, whatever code runs. Only cash moves: credit
+    is never transferable (R8)."""
+
+    business_center = models.ForeignKey("portal.BusinessCenter", on_delete=models.PROTECT, related_name="transfers")
+    advertiser = models.ForeignKey("portal.Advertiser", on_delete=models.PROTECT, related_name="bc_transfers")
+    request_id = models.CharField(max_length=64)
+    transfer_type = models.CharField(max_length=8, choices=BCTransferType.choices)
+    amount = models.DecimalField(max_digits=20, decimal_places=4)
+    transaction = models.OneToOneField(LedgerTransaction, on_delete=models.PROTECT, related_name="bc_transfer")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["business_center", "request_id"], name="bc_transfer_request_id_unique"),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="bc_transfer_amount_gt_0"),
+            models.CheckConstraint(
+                condition=Q(transfer_type__in=["RECHARGE", "REFUND"]), name="bc_transfer_type_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.transfer_type} {self.amount} · bc {self.business_center_id} ↔ adv {self.advertiser_id}"
