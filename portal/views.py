@@ -6,12 +6,16 @@ Every advertiser page starts with `advertiser_for_request` (the healthchecks
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
 
 from portal.dashboard import advertiser_summary, campaign_list
 from portal.errors import Forbidden, NotFound
-from portal.models import CampaignStatus
+from portal.models import CampaignStatus, Notification
+from portal.notifications import render_body
 from portal.permissions import advertiser_for, advertisers_of
 
 
@@ -56,3 +60,39 @@ def campaigns(request, advertiser_id):
         "portal/campaigns.html",
         {"advertiser": advertiser, "role": role, "campaigns": rows, "paused_funds": paused_funds},
     )
+
+
+# --- notification centre (R36) ----------------------------------------------------------------------
+
+NOTIFICATIONS_PER_PAGE = 25
+
+
+def _notifications_context(request, advertiser) -> dict:
+    """The advertiser's notifications, newest first, a page at a time; constant queries."""
+    page = Paginator(
+        Notification.objects.filter(advertiser=advertiser).order_by("-created_at", "-pk"), NOTIFICATIONS_PER_PAGE
+    ).get_page(request.GET.get("page"))
+    rows = []
+    for note in page:
+        note.advertiser = advertiser  # the email body names the advertiser: no query per row
+        rows.append((note, render_body(note)))
+    unread = Notification.objects.filter(advertiser=advertiser, read_at__isnull=True).count()
+    return {"advertiser": advertiser, "page": page, "rows": rows, "unread": unread}
+
+
+@login_required
+def notifications(request, advertiser_id):
+    """Payment people of the account (and staff) see its notifications; an operator gets 403 (R1)."""
+    advertiser, _ = advertiser_for_request(request, advertiser_id, need="payments_read")
+    return render(request, "portal/notifications.html", _notifications_context(request, advertiser))
+
+
+@login_required
+@require_POST
+def notifications_read(request, advertiser_id):
+    """Mark every notification of the account read (read state is the account's, not per user)."""
+    advertiser, _ = advertiser_for_request(request, advertiser_id, need="payments_read")
+    Notification.objects.filter(advertiser=advertiser, read_at__isnull=True).update(read_at=timezone.now())
+    if request.htmx:
+        return render(request, "portal/notifications.html#list", _notifications_context(request, advertiser))
+    return redirect("notifications", advertiser_id=advertiser.pk)

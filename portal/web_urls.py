@@ -4,15 +4,17 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from billing import views as billing_views
-from portal import views
+from portal import login, views
 from promotions import views as promotions_views
 
 urlpatterns = [
-    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("login/", login.login_view, name="login"),  # rate-limited failed attempts
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", views.home, name="dashboard"),
     path("a/<int:advertiser_id>/", views.advertiser_home, name="advertiser_home"),
     path("a/<int:advertiser_id>/campaigns/", views.campaigns, name="campaigns"),
+    path("a/<int:advertiser_id>/notifications/", views.notifications, name="notifications"),
+    path("a/<int:advertiser_id>/notifications/read/", views.notifications_read, name="notifications_read"),
     path("a/<int:advertiser_id>/payments/", billing_views.overview, name="payments_overview"),
     path("a/<int:advertiser_id>/payments/transactions/", billing_views.transactions, name="payments_transactions"),
     path(

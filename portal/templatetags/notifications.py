@@ -1,0 +1,24 @@
+"""`{% notification_bell %}`: the header bell with the current advertiser's unread count (R36).
+
+Shown only on an advertiser's pages and only to a role that may see payment data (R1): an
+operator gets no bell. One COUNT query, only when it is shown.
+"""
+
+from django import template
+
+from portal.models import Notification
+from portal.permissions import can
+
+register = template.Library()
+
+
+def unread_count(advertiser) -> int:
+    return Notification.objects.filter(advertiser=advertiser, read_at__isnull=True).count()
+
+
+@register.inclusion_tag("portal/notifications_bell.html", takes_context=True)
+def notification_bell(context, oob: bool = False):
+    advertiser = context.get("current_advertiser")
+    if advertiser is None or not can(context.get("current_role"), "payments_read"):
+        return {"show": False}
+    return {"show": True, "advertiser": advertiser, "unread": unread_count(advertiser), "oob": oob}
