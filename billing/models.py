@@ -126,6 +126,9 @@ class LedgerTransaction(models.Model):
     occurred_at = models.DateTimeField(default=timezone.now)
     created_at = models.DateTimeField(default=timezone.now)
     memo = models.CharField(max_length=300, blank=True, default="")
+    # Set by PostgreSQL to the database transaction that created the row; entries may only be
+    # added by that same database transaction (migration 0008: a committed transaction is sealed).
+    db_txn = models.CharField(max_length=64, null=True, blank=True, editable=False)
 
     class Meta:
         indexes = [

@@ -246,3 +246,21 @@ def test_r15_a_spend_event_of_zero_is_refused_by_the_database():
                 " kind, transaction_id, created_at) VALUES ('evt-zero', %s, %s, 0, 'USD', now(), 'ad_spend', %s, now())",
                 [adv.pk, camp.pk, tx_id])
     assert "spend_amount_gt_0" in str(e.value)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_r14_a_committed_transaction_is_sealed_against_later_entries():
+    # given a deposit booked and committed
+    adv = AdvertiserFactory()
+    booked = deposit(adv, "50.00")
+    acc = accounts(adv)
+    before = LedgerEntry.objects.filter(transaction=booked.transaction).count()
+    # when raw SQL later slips a balanced pair into that old transaction
+    with pytest.raises(DatabaseError) as e:
+        with transaction.atomic():
+            raw_entry(booked.transaction_id, acc[Purpose.SETTLEMENT], "D", "5.00")
+            raw_entry(booked.transaction_id, acc[Purpose.CASH], "C", "5.00")
+    # then the database refuses it and the transaction keeps its entries
+    assert "is sealed" in str(e.value)
+    assert LedgerEntry.objects.filter(transaction=booked.transaction).count() == before
+    assert ledger_problems() == []
