@@ -161,7 +161,8 @@ class ReasonRequiredFormSet(BaseInlineFormSet):
 
 
 def _reason(request, form, default: str) -> str:
-    return (form.cleaned_data.get(CHANGE_REASON) or "").strip() or f"{default} by {request.user.get_username()} in admin"
+    given = (form.cleaned_data.get(CHANGE_REASON) or "").strip()
+    return given or f"{default} by {request.user.get_username()} in admin"
 
 
 class AuditedAdminMixin:

@@ -45,9 +45,11 @@ def can(role: str | None, need: str) -> bool:
     return role == STAFF or (role is not None and role in NEEDS[need])
 
 
-def advertiser_for(user, advertiser_id, *, need: str = "member") -> tuple[Advertiser, str]:
+def advertiser_for(user, advertiser_id, *, need: str = "member", queryset=None) -> tuple[Advertiser, str]:
+    """`queryset` lets a door fetch more in the same query (the dashboard: the unread count)."""
     try:
-        advertiser = Advertiser.objects.select_related("business_center").get(pk=int(str(advertiser_id)))
+        advertisers = queryset if queryset is not None else Advertiser.objects.all()
+        advertiser = advertisers.select_related("business_center").get(pk=int(str(advertiser_id)))
     except (Advertiser.DoesNotExist, ValueError, TypeError):
         raise NotFound("advertiser") from None
     role = role_of(user, advertiser)

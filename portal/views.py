@@ -7,6 +7,8 @@ Every advertiser page starts with `advertiser_for_request` (the healthchecks
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
+from django.db.models import Count, OuterRef, Subquery
+from django.db.models.functions import Coalesce
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -14,7 +16,7 @@ from django.views.decorators.http import require_POST
 
 from portal.dashboard import advertiser_summary, campaign_list
 from portal.errors import Forbidden, NotFound
-from portal.models import CampaignStatus, Notification
+from portal.models import Advertiser, CampaignStatus, Notification
 from portal.notifications import render_body
 from portal.permissions import advertiser_for, advertisers_of
 
@@ -23,7 +25,7 @@ def advertiser_for_request(request, advertiser_id, *, need: str = "member"):
     """The advertiser and the caller's role, or Http404 (not a member) / PermissionDenied (a
     member whose role may not). Remembers both on the request for the navigation."""
     try:
-        advertiser, role = advertiser_for(request.user, advertiser_id, need=need)
+        advertiser, role = advertiser_for(request.user, advertiser_id, need=need, queryset=with_unread_count())
     except NotFound:
         raise Http404("No such advertiser.") from None
     except Forbidden as e:
@@ -67,7 +69,16 @@ def campaigns(request, advertiser_id):
 NOTIFICATIONS_PER_PAGE = 25
 
 
-def _notifications_context(request, advertiser) -> dict:
+def with_unread_count():
+    """Advertisers with `unread_notifications`, the header bell's number, counted in the same query."""
+    unread = (
+        Notification.objects.filter(advertiser=OuterRef("pk"), read_at__isnull=True)
+        .order_by().values("advertiser").annotate(n=Count("pk")).values("n")
+    )
+    return Advertiser.objects.annotate(unread_notifications=Coalesce(Subquery(unread), 0))
+
+
+def _notifications_context(request, advertiser, *, recount: bool = False) -> dict:
     """The advertiser's notifications, newest first, a page at a time; constant queries."""
     page = Paginator(
         Notification.objects.filter(advertiser=advertiser).order_by("-created_at", "-pk"), NOTIFICATIONS_PER_PAGE
@@ -76,8 +87,10 @@ def _notifications_context(request, advertiser) -> dict:
     for note in page:
         note.advertiser = advertiser  # the email body names the advertiser: no query per row
         rows.append((note, render_body(note)))
-    unread = Notification.objects.filter(advertiser=advertiser, read_at__isnull=True).count()
-    return {"advertiser": advertiser, "page": page, "rows": rows, "unread": unread}
+    if recount:  # after marking read: the count fetched with the advertiser is out of date
+        unread = Notification.objects.filter(advertiser=advertiser, read_at__isnull=True)
+        advertiser.unread_notifications = unread.count()
+    return {"advertiser": advertiser, "page": page, "rows": rows, "unread": advertiser.unread_notifications}
 
 
 @login_required
@@ -94,5 +107,6 @@ def notifications_read(request, advertiser_id):
     advertiser, _ = advertiser_for_request(request, advertiser_id, need="payments_read")
     Notification.objects.filter(advertiser=advertiser, read_at__isnull=True).update(read_at=timezone.now())
     if request.htmx:
-        return render(request, "portal/notifications.html#list", _notifications_context(request, advertiser))
+        context = _notifications_context(request, advertiser, recount=True)
+        return render(request, "portal/notifications.html#list", context)
     return redirect("notifications", advertiser_id=advertiser.pk)

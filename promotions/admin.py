@@ -427,7 +427,8 @@ class AppealAdmin(StaffRoleAdmin):
         bills = Bill.objects.filter(advertiser=adv, status__in=[BillStatus.FAILED, BillStatus.OVERDUE]).order_by(
             "-issued_at", "-pk")[:HISTORY_ROWS]
         table = _table(["Bill", "Kind", "Amount", "Status", "Attempts", "Issued", "Due", "Last error"], [
-            (format_html('<a href="{}">{}</a>', reverse("admin:billing_bill_change", args=[b.pk]), b.number or f"#{b.pk}"),
+            (format_html('<a href="{}">{}</a>', reverse("admin:billing_bill_change", args=[b.pk]),
+                         b.number or f"#{b.pk}"),
              b.get_kind_display(), f"{fmt(b.amount, b.currency)} {b.currency}", b.get_status_display(), b.attempts,
              _when(b.issued_at), _when(b.due_at), b.last_error)
             for b in bills

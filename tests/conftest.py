@@ -1,4 +1,5 @@
 import itertools
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -15,6 +16,15 @@ def fast_password_hashing():
     from django.conf import settings
 
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(settings):
+    """Each test gets its own cache namespace, so what is counted in the cache (failed logins,
+    portal/login.py) never leaks between tests, xdist workers or test runs sharing one Redis."""
+    settings.CACHES = {
+        alias: {**conf, "KEY_PREFIX": f"test-{uuid.uuid4().hex}"} for alias, conf in settings.CACHES.items()
+    }
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -1,7 +1,8 @@
 """`{% notification_bell %}`: the header bell with the current advertiser's unread count (R36).
 
 Shown only on an advertiser's pages and only to a role that may see payment data (R1): an
-operator gets no bell. One COUNT query, only when it is shown.
+operator gets no bell. The dashboard pages count unread notifications in the query that fetches
+the advertiser (`portal.views.with_unread_count`); elsewhere it costs one COUNT.
 """
 
 from django import template
@@ -21,4 +22,7 @@ def notification_bell(context, oob: bool = False):
     advertiser = context.get("current_advertiser")
     if advertiser is None or not can(context.get("current_role"), "payments_read"):
         return {"show": False}
-    return {"show": True, "advertiser": advertiser, "unread": unread_count(advertiser), "oob": oob}
+    unread = getattr(advertiser, "unread_notifications", None)  # counted with the advertiser (portal.views)
+    if unread is None:
+        unread = unread_count(advertiser)
+    return {"show": True, "advertiser": advertiser, "unread": unread, "oob": oob}

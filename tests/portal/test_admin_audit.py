@@ -55,7 +55,8 @@ def test_suspending_an_advertiser_needs_a_reason_and_is_audited(manager_client):
     adv.refresh_from_db()
     assert adv.status == "active" and not AuditLog.objects.exists()
     # with one, the status changes and the audit log says who, why, before and after
-    assert client.post(url, change_post(adv, status="suspended", change_reason="KYC documents expired")).status_code == 302
+    edited = client.post(url, change_post(adv, status="suspended", change_reason="KYC documents expired"))
+    assert edited.status_code == 302
     adv.refresh_from_db()
     assert adv.status == "suspended"
     log = AuditLog.objects.get(action="advertiser_edit")
