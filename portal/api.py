@@ -74,7 +74,8 @@ api = PortalAPI(
     description=(
         "Portal JSON API (API.md). Authenticate with the `Access-Token` header or "
         "`Authorization: Bearer <token>`. Amounts are decimal strings, timestamps ISO 8601 with "
-        "offset, ids strings. Errors: `{\"error\": {\"code\", \"message\"}}`."
+        "offset, ids strings. Errors: `{\"error\": {\"code\", \"message\", \"request_id\"}}`; every "
+        "answer carries an `X-Request-Id` header (a sane incoming one is reused)."
     ),
     urls_namespace="api",
     auth=token_auth,
@@ -88,6 +89,10 @@ STATUS_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: 
 
 
 def error_response(request, status: int, code: str, message: str, **extra):
+    """The error shape; `request_id` (an addition, portal/request_id.py) lets a caller quote it."""
+    request_id = getattr(request, "request_id", None)
+    if request_id:
+        extra = {**extra, "request_id": request_id}
     return api.create_response(request, {"error": {"code": code, "message": message, **extra}}, status=status)
 
 

@@ -65,6 +65,7 @@ class ErrorBody(Schema):
     model_config = ConfigDict(extra="allow")
     code: str
     message: str
+    request_id: str | None = None
 
 
 class ErrorOut(Schema):

@@ -79,7 +79,11 @@ def error_of(response) -> dict:
     body = response.json()
     assert set(body) == {"error"}, body
     assert isinstance(body["error"]["message"], str) and body["error"]["message"]
-    return body["error"]
+    # every error quotes the response's request id (an addition, portal/request_id.py); the rest
+    # is compared by the tests
+    error = dict(body["error"])
+    assert error.pop("request_id") == response["X-Request-Id"]
+    return error
 
 
 def ledger_counts() -> tuple[int, int]:
