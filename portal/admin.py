@@ -20,6 +20,8 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import ActionLocation, helpers
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.forms.models import BaseInlineFormSet
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -650,3 +652,32 @@ class NotificationAdmin(ReadOnlyAdmin):
     search_fields = ["subject", "key", "advertiser__name", "advertiser__id__exact"]
     list_select_related = ["advertiser"]
     ordering = ["-created_at", "-id"]
+
+
+# --- who is staff: Django's user admin, audited -------------------------------------------------------
+
+User = get_user_model()
+STAFF_FLAGS = ["is_active", "is_staff", "is_superuser"]
+
+admin.site.unregister(User)
+
+
+@admin.register(User)
+class UserAdmin(DjangoUserAdmin):
+    """Django's user admin (superusers, by Django's model permissions). A change of who is active,
+    staff, a superuser or in which groups (the staff roles) is written to the audit log."""
+
+    def save_related(self, request, form, formsets, change):
+        user = form.instance
+        groups_before = sorted(user.groups.values_list("name", flat=True)) if change else []
+        super().save_related(request, form, formsets, change)
+        if not change:
+            return
+        groups_after = sorted(user.groups.values_list("name", flat=True))
+        before = {f: form.initial.get(f) for f in STAFF_FLAGS if f in form.changed_data}
+        after = {f: getattr(user, f) for f in before}
+        if groups_before != groups_after:
+            before["groups"], after["groups"] = groups_before, groups_after
+        if before:
+            audit_record(actor=request.user, action="staff_user_change", target=f"user {user.get_username()}",
+                         reason=f"edited by {request.user.get_username()} in admin", before=before, after=after)

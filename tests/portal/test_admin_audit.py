@@ -134,3 +134,33 @@ def test_an_edit_that_fails_leaves_no_audit_line(manager_client):
                            change_post(adv, status="closed", change_reason="closing"))
     assert response.status_code == 200 and "closed only by refunding" in response.text
     assert not AuditLog.objects.exists()
+
+
+def test_giving_someone_a_staff_role_is_audited():
+    # given a superuser and a staff member without a role
+    root = UserFactory(username="root", is_staff=True, is_superuser=True)
+    client = Client()
+    client.force_login(root)
+    bob = UserFactory(username="bob-support", is_staff=True)
+    manager = Group.objects.get_or_create(name=BILLING_MANAGER)[0]
+    url = reverse("admin:auth_user_change", args=[bob.pk])
+    form = {"username": bob.username, "first_name": "", "last_name": "", "email": bob.email, "is_active": "on",
+            "is_staff": "on", "groups": [str(manager.pk)], "date_joined_0": "2026-01-02", "date_joined_1": "10:00:00",
+            "last_login_0": "", "last_login_1": ""}
+    # when the superuser puts bob in the Billing manager role
+    response = client.post(url, form)
+    assert response.status_code == 302, response.content.decode()[:3000]
+    # then the audit log says who gave which role to whom
+    log = AuditLog.objects.get(action="staff_user_change")
+    assert (log.actor, log.target) == (root, "user bob-support")
+    assert (log.before, log.after) == ({"groups": []}, {"groups": [BILLING_MANAGER]})
+    # and taking the staff flag away is logged too
+    client.post(url, {**form, "is_staff": ""})
+    flags = AuditLog.objects.filter(action="staff_user_change").latest("pk")
+    assert (flags.before, flags.after) == ({"is_staff": True}, {"is_staff": False})
+
+
+def test_a_billing_manager_cannot_manage_staff_users(manager_client):
+    client, _ = manager_client
+    assert client.get(reverse("admin:auth_user_changelist")).status_code == 403
+    assert client.get(reverse("admin:auth_group_changelist")).status_code == 403
