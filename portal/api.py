@@ -32,6 +32,7 @@ from portal.api_schemas import (
 )
 from portal.errors import BadInput, BusinessError
 from portal.models import BusinessCenter
+from portal.ratelimit import RateLimited
 from portal.permissions import advertiser_for, business_center_for
 from portal.services import (
     advertiser_create,
@@ -99,6 +100,13 @@ def error_response(request, status: int, code: str, message: str, **extra):
 @api.exception_handler(BusinessError)
 def _business_error(request, exc: BusinessError):
     return error_response(request, exc.status, exc.code, exc.message, **exc.details)
+
+
+@api.exception_handler(RateLimited)
+def _rate_limited(request, exc: RateLimited):
+    response = error_response(request, 429, "rate_limited", str(exc), retry_after=exc.retry_after)
+    response["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 @api.exception_handler(AuthenticationError)

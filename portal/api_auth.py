@@ -2,13 +2,15 @@
 
 A request carries its token in the `Access-Token` header or as `Authorization: Bearer <token>`.
 Tokens are stored as SHA-256 hashes (`ApiToken.key_hash`); a revoked token, or one of an inactive
-user, authenticates nobody. `request.auth` is the token's user.
+user, authenticates nobody. `request.auth` is the token's user. Each authenticated request counts
+against the token's rate limit (`API_RATE_LIMIT`, decision 0013).
 """
 
 from ninja.security import APIKeyHeader, HttpBearer
 
 from portal.errors import Forbidden
 from portal.models import ApiToken, hash_token
+from portal.ratelimit import token_hit
 
 
 def user_for_token(raw):
@@ -30,14 +32,22 @@ class AccessTokenAuth(APIKeyHeader):
     param_name = "Access-Token"
 
     def authenticate(self, request, key):
-        return user_for_token(key)
+        return counted(user_for_token(key), key)
 
 
 class BearerTokenAuth(HttpBearer):
     """`Authorization: Bearer <token>`."""
 
     def authenticate(self, request, token):
-        return user_for_token(token)
+        return counted(user_for_token(token), token)
+
+
+def counted(user, raw):
+    """A valid token's request counts against its rate limit (portal/ratelimit.py); over the
+    limit `RateLimited` is raised and the API answers 429."""
+    if user is not None:
+        token_hit(raw)
+    return user
 
 
 token_auth = [AccessTokenAuth(), BearerTokenAuth()]

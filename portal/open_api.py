@@ -4,7 +4,8 @@ Plain Django views, so that TikTok's own clients (the official Python SDK among 
 only the host changed. Every answer is HTTP 200 with TikTok's envelope
 `{"code", "message", "request_id", "data"}`; `code` is 0 on success, else 40001 (bad parameter),
 40002 (not allowed: no access, or a business rule refused it), 40100 (no or invalid
-`Access-Token`) or 50000 (server error). Money is a JSON number with exactly the currency's places,
+`Access-Token`), 42900 (the token's rate limit, decision 0013; with `Retry-After`) or 50000
+(server error). Money is a JSON number with exactly the currency's places,
 ids are strings, GET filters are JSON-encoded query parameters.
 
 Each response carries its `request_id` in the body and in an `X-Request-Id` header, and each
@@ -39,6 +40,7 @@ from portal.api_auth import user_for_token
 from portal.errors import BadInput, BusinessError, Forbidden, NotFound
 from portal.models import Advertiser, BCMembership, BusinessCenter, Membership, PAYMENTS_READ_ROLES
 from portal.permissions import advertiser_for, business_center_for, can
+from portal.ratelimit import RateLimited, token_hit
 
 log = logging.getLogger("portal.open_api")
 
@@ -46,6 +48,7 @@ OK = 0
 BAD_PARAMETER = 40001
 NOT_ALLOWED = 40002
 AUTH = 40100
+RATE_LIMITED = 42900  # decision 0013: TikTok's own number for this (40100) is API.md's auth code
 SERVER_ERROR = 50000
 
 MAX_ADVERTISER_IDS = 100
@@ -118,13 +121,17 @@ def endpoint(method: str | None):
             request.request_id = request_id
             user = None
             code, message, data, reason = OK, "OK", {}, ""
+            retry_after = None
             try:
                 if method is not None and request.method != method:
                     raise bad(f"{request.method} is not supported here: use {method}.", "method_not_allowed")
                 user = user_for_token(request.headers.get("Access-Token"))
                 if user is None:
                     raise OpenApiError(AUTH, "The Access-Token header is missing or not a valid token.", "invalid_token")
+                token_hit(request.headers["Access-Token"])
                 data = fn(request, user, *args, **kwargs)
+            except RateLimited as exc:
+                code, message, reason, retry_after = RATE_LIMITED, str(exc), "rate_limited", exc.retry_after
             except OpenApiError as exc:
                 code, message, reason = exc.code, exc.message, exc.reason
             except BusinessError as exc:
@@ -139,7 +146,10 @@ def endpoint(method: str | None):
                 request_id, request.method, request.path, code, reason or "-", user.pk if user else "-",
                 (time.monotonic() - started) * 1000,
             )
-            return envelope(code=code, message=message, request_id=request_id, data=data)
+            response = envelope(code=code, message=message, request_id=request_id, data=data)
+            if retry_after is not None:
+                response["Retry-After"] = str(retry_after)
+            return response
 
         return view
 

@@ -109,6 +109,9 @@ LOGOUT_REDIRECT_URL = "login"
 LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
 LOGIN_FAILURE_WINDOW = env.int("LOGIN_FAILURE_WINDOW", default=15 * 60)
 LOGIN_CLIENT_IP_HEADER = env.str("LOGIN_CLIENT_IP_HEADER", default="")
+# Requests per API token (both /api/v1/ and /open_api/v1.3/) per clock-aligned window; units
+# second, minute, hour, day (portal/ratelimit.py, decision 0013).
+API_RATE_LIMIT = env.str("API_RATE_LIMIT", default="600/minute")
 
 # Content Security Policy (Django's built-in middleware): the pages load only the portal's own
 # static files. No inline script or style anywhere (htmx runs with allowEval off and without its
