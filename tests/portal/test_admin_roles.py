@@ -3,8 +3,11 @@ freeze and unfreeze, and decide appeals; a Billing manager may also grant and wi
 change billing settings. Every door — admin and API — asks `portal.permissions.staff_can`."""
 
 import io
+from importlib import import_module
 
 import pytest
+from django.apps import apps as django_apps
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
@@ -41,9 +44,19 @@ MANAGER_ONLY = {"grant_credit", "withdraw_credit", "set_threshold", "set_bill_cy
                 "set_invoicing_eligible", "manage_accounts"}
 
 
-def test_the_data_migration_created_both_role_groups():
+def test_the_data_migration_creates_both_roles_and_keeps_what_existing_staff_could_do():
+    # given the state before roles existed: a human staff user, an API service account, a superuser
+    Group.objects.filter(name__in=[SUPPORT_AGENT, BILLING_MANAGER]).delete()
+    human = UserFactory(is_staff=True)  # has a password: logs in to the admin
+    service = get_user_model().objects.create_user("svc-ingest", is_staff=True)  # token only
+    root = staff_user("superuser")
+    # when the migration runs
+    import_module("portal.migrations.0006_staff_groups").create_groups(django_apps, None)
+    # then both roles exist, and the human keeps a Billing manager's rights; nobody else is moved
     assert set(Group.objects.filter(name__in=[SUPPORT_AGENT, BILLING_MANAGER]).values_list("name", flat=True)) == {
         SUPPORT_AGENT, BILLING_MANAGER}
+    assert list(human.groups.values_list("name", flat=True)) == [BILLING_MANAGER]
+    assert not service.groups.exists() and not root.groups.exists()
 
 
 @pytest.mark.parametrize("perm", sorted(SUPPORT_MAY | MANAGER_ONLY))
