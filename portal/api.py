@@ -33,7 +33,7 @@ from portal.api_schemas import (
 from portal.errors import BadInput, BusinessError
 from portal.models import BusinessCenter
 from portal.ratelimit import RateLimited
-from portal.permissions import advertiser_for, business_center_for
+from portal.permissions import advertiser_for, business_center_for, staff_require
 from portal.services import (
     advertiser_create,
     bc_member_add,
@@ -181,6 +181,7 @@ accounts = Router(tags=["accounts"])
 @accounts.post("/business-centers", response={201: BusinessCenterOut, **ERRORS}, summary="Create a Business Center (staff)")
 def business_center_create_view(request, payload: BusinessCenterIn):
     require_staff(request.auth, "create a Business Center")
+    staff_require(request.auth, "manage_accounts")
     bc = business_center_create(name=payload.name, currency=payload.currency)
     return Status(201, {"id": str(bc.pk), "name": bc.name, "currency": bc.currency})
 
@@ -189,6 +190,7 @@ def business_center_create_view(request, payload: BusinessCenterIn):
                summary="Make a user a BC admin or finance member (staff)")
 def bc_member_add_view(request, id: str, payload: BCMemberIn):
     bc, _ = business_center_for(request.auth, id, need="staff")
+    staff_require(request.auth, "manage_accounts")
     m = bc_member_add(business_center=bc, username=payload.username, role=payload.role)
     return Status(201, {"business_center_id": str(bc.pk), "username": m.user.username, "role": m.role})
 
@@ -201,6 +203,7 @@ def advertiser_create_view(request, payload: AdvertiserIn):
     from billing.spend import parse_timestamp
 
     require_staff(request.auth, "create an advertiser")
+    staff_require(request.auth, "manage_accounts")
     bc = None
     if payload.business_center_id not in (None, ""):
         try:

@@ -156,6 +156,25 @@ def test_billing_managers_superusers_and_service_accounts_grant_and_set_billing_
     assert AuditLog.objects.filter(action="credit_grant", advertiser=adv).count() == 1
 
 
+def test_account_management_through_the_api_needs_a_billing_manager_as_in_the_admin(api):
+    from portal.models import BusinessCenter
+
+    support = token_for(staff_user(SUPPORT_AGENT))
+    manager = token_for(staff_user(BILLING_MANAGER))
+    advertiser = {"name": "Via API", "currency": "USD", "timezone": "UTC"}
+    assert api.post("/business-centers", {"name": "Support BC"}, token=support).status_code == 403
+    assert api.post("/advertisers", advertiser, token=support).status_code == 403
+    created = api.post("/business-centers", {"name": "Manager BC"}, token=manager)
+    assert created.status_code == 201
+    bc_id = created.json()["id"]
+    refused = api.post(f"/business-centers/{bc_id}/members", {"username": "x-fin", "role": "finance"}, token=support)
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "forbidden"
+    assert api.post(f"/business-centers/{bc_id}/members", {"username": "x-fin", "role": "finance"},
+                    token=manager).status_code == 201
+    assert api.post("/advertisers", advertiser, token=manager).status_code == 201
+    assert list(BusinessCenter.objects.values_list("name", flat=True)) == ["Manager BC"]
+
+
 def test_create_api_token_staff_makes_a_billing_manager_service_account(api):
     out = io.StringIO()
     call_command("create_api_token", "ingest-bot", "--create", "--staff", stdout=out)
