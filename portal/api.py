@@ -11,6 +11,7 @@ import json
 
 from django.http import Http404, HttpResponseNotAllowed
 from ninja import NinjaAPI, Router, Status
+from ninja.parser import Parser
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from portal.api_auth import require_staff, token_auth
@@ -69,6 +70,39 @@ def _json_method_not_allowed(view):
     return wrapper
 
 
+class UnencodableText(ValueError):
+    pass
+
+
+def _unstorable(value) -> bool:
+    """A NUL character or a lone UTF-16 surrogate: valid JSON escapes no text column can store."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return True
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, dict):
+        return any(_unstorable(k) or _unstorable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_unstorable(v) for v in value)
+    return False
+
+
+class PortalParser(Parser):
+    """A body whose text holds `\\u0000` or a lone surrogate (`\\ud921`) is refused as bad input
+    (400 `invalid_text`) instead of failing in PostgreSQL with a 500 (found by schemathesis)."""
+
+    def parse_body(self, request):
+        data = super().parse_body(request)
+        if _unstorable(data):
+            raise UnencodableText("The request body holds text that cannot be stored (a NUL character or a lone "
+                                  "surrogate escape).")
+        return data
+
+
 api = PortalAPI(
     title="Ad Credit & Billing Portal API",
     version="1",
@@ -80,6 +114,7 @@ api = PortalAPI(
     ),
     urls_namespace="api",
     auth=token_auth,
+    parser=PortalParser(),
 )
 
 
@@ -119,6 +154,8 @@ def _unauthorized(request, exc):
 
 @api.exception_handler(HttpError)
 def _http_error(request, exc: HttpError):
+    if isinstance(exc.__cause__, UnencodableText):
+        return error_response(request, 400, "invalid_text", str(exc.__cause__))
     if exc.status_code == 400 and str(exc).startswith("Cannot parse request body"):
         return error_response(request, 400, "malformed_json", "The request body is not valid JSON.")
     return error_response(request, exc.status_code, STATUS_CODES.get(exc.status_code, "error"), str(exc))
