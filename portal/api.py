@@ -115,6 +115,9 @@ api = PortalAPI(
     urls_namespace="api",
     auth=token_auth,
     parser=PortalParser(),
+    # ninja's interactive docs page loads Swagger UI from a CDN with an inline script: the portal
+    # uses no CDN and its CSP forbids both. The OpenAPI document itself stays at /openapi.json.
+    docs_url=None,
 )
 
 

@@ -78,3 +78,12 @@ def test_openapi_describes_the_new_operations(openapi):
         responses = paths[BASE + path][method]["responses"]
         for status in ("400", "401", "403", "404", "409", "422"):
             assert responses[status]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorOut")
+
+
+def test_no_cdn_docs_page_but_the_openapi_document_is_served(client):
+    # the Swagger page would load scripts from a CDN; the portal serves only its own files
+    docs = client.get("/api/v1/docs")
+    assert docs.status_code == 404
+    assert b"cdn" not in docs.content.lower()
+    schema = client.get("/api/v1/openapi.json")
+    assert schema.status_code == 200 and schema.json()["openapi"].startswith("3.")
