@@ -3,6 +3,8 @@
 import zoneinfo
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.validators import UnicodeUsernameValidator
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -104,14 +106,22 @@ def bc_member_add(*, business_center: BusinessCenter, username: str, role: str, 
 
 
 def _user(username, *, create: bool):
-    username = _text(username, "username", 150)
     User = get_user_model()
+    # The name a user would log in with: Unicode-normalised (as create_user does) and valid.
+    username = User.normalize_username(_text(username, "username", 150))
+    try:
+        UnicodeUsernameValidator()(username)
+    except ValidationError:
+        raise BadInput(
+            "invalid_username", "username may contain only letters, digits and @ . + - _ characters."
+        ) from None
     user = User.objects.filter(username=username).first()
     if user is None:
         if not create:
             raise BadInput("unknown_user", f"There is no user {username!r}.")
         try:
-            user = User.objects.create_user(username=username)
+            with transaction.atomic():
+                user = User.objects.create_user(username=username)
         except IntegrityError:
             raise Conflict("user_exists", f"User {username!r} was created concurrently; retry.") from None
     return user

@@ -122,6 +122,18 @@ def test_member_role_must_be_known(api):
     assert "admin, finance, operator, analyst" in error_of(response)["message"]
 
 
+@pytest.mark.parametrize("username", ["?c3\u00e6R", "has space", "a/b"])
+def test_member_username_must_be_a_valid_login_name(api, username):
+    # found by schemathesis: a name create_user could not store was a 500 and poisoned the request
+    adv = AdvertiserFactory()
+    admin = role_token(adv, "admin")
+    users_before = Membership.objects.count()
+    response = api.post(f"/advertisers/{adv.pk}/members", {"username": username, "role": "analyst"}, token=admin)
+    assert response.status_code == 400
+    assert error_of(response)["code"] == "invalid_username"
+    assert Membership.objects.count() == users_before
+
+
 def test_operator_creates_campaigns_listed_newest_first(api):
     adv = AdvertiserFactory(shop_id="SHOP-1")
     operator = role_token(adv, "operator")
