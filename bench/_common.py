@@ -1,5 +1,7 @@
 """Helpers shared by the benchmarks in bench/: fresh PostgreSQL databases, migrations, a gunicorn
-server on a free loopback port, HTTP load from keep-alive clients, pgbench, percentiles.
+server on a free loopback port, HTTP load from keep-alive clients, pgbench, percentiles; bulk loads
+in set-based SQL, database copies, child processes measured for time and peak memory, ledger
+checks in plain SQL.
 
 Nothing here imports Django: a benchmark configures Django itself (`django_setup`) once it has
 pointed DATABASE_URL at its own database.
@@ -12,6 +14,7 @@ Environment:
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import re
 import shutil
@@ -127,10 +130,11 @@ def migrate(database_url: str) -> None:
     )
 
 
-def django_setup(database_url: str) -> None:
-    """Configure Django in this process against `database_url` (call once, before any model import)."""
+def django_setup(database_url: str, **extra: str) -> None:
+    """Configure Django in this process against `database_url` (call once, before any model import);
+    `extra` environment variables as in `django_env`."""
     os.environ.pop("PORTAL_MODE", None)
-    os.environ.update(django_env(database_url))
+    os.environ.update(django_env(database_url, **extra))
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
     import django
@@ -411,3 +415,225 @@ def percentile(values, p: float) -> float:
     lo = int(k)
     hi = min(lo + 1, len(xs) - 1)
     return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
+
+
+# --- set-based loading, database copies, measured child processes -----------------------------
+
+def sql(url: str, *statements: str, params=None, autocommit: bool = False) -> list:
+    """Run statements in one transaction on `url` (committed), or each on its own with
+    `autocommit`; the rows of the last one, if any. BENCH_VERBOSE=1 logs each one's time."""
+    import psycopg
+
+    rows: list = []
+    with psycopg.connect(url, autocommit=autocommit) as conn:
+        for statement in statements:
+            t0 = time.perf_counter()
+            cur = conn.execute(statement, params)
+            rows = cur.fetchall() if cur.description else []
+            if os.environ.get("BENCH_VERBOSE"):
+                log(f"  {time.perf_counter() - t0:6.2f} s  {' '.join(statement.split())[:90]}")
+    return rows
+
+
+@contextmanager
+def secondary_indexes_dropped(url: str, tables: list[str]):
+    """Drop the indexes of `tables` that back no constraint while the block bulk-loads them, then
+    create them again from their own definitions (`pg_get_indexdef`): one sort per index instead
+    of a tree insert per row — several times faster for millions of rows, and the schema ends
+    up exactly as migrated. Primary keys and unique constraints stay."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        found = conn.execute(
+            """SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid)
+                 FROM pg_index i
+                WHERE i.indrelid = ANY(%s::regclass[])
+                  AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)""",
+            [tables],
+        ).fetchall()
+        for name, _ in found:
+            conn.execute(f"DROP INDEX {name}")
+    yield
+    sql(url, "SET maintenance_work_mem = '512MB'", *[definition for _, definition in found], autocommit=True)
+
+
+def clone_database(template: str, name: str) -> str:
+    """A fresh copy of database `template` (which must have no open connections); its URL.
+
+    FILE_COPY copies the files after a checkpoint instead of writing every page to the WAL: a
+    few seconds for a few GB. Every copy starts alike — its pages in the OS cache (just
+    written), none in PostgreSQL's shared buffers (they are new files) — so two copies make a
+    fair pair for timing two ways of doing the same work.
+    """
+    drop_database(name)
+    _admin_execute(f'CREATE DATABASE "{_check_name(name)}" TEMPLATE "{_check_name(template)}" STRATEGY FILE_COPY')
+    return db_url(name)
+
+
+def checkpoint() -> None:
+    """Flush dirty pages now, so the next timed step neither inherits them nor pays for them.
+    (After a checkpoint each page's first change is logged in full: both sides of a ratio pay it.)"""
+    _admin_execute("CHECKPOINT")
+
+
+def database_size(name: str) -> int:
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        return conn.execute("SELECT pg_database_size(%s)", [name]).fetchone()[0]
+
+
+@dataclass
+class Measured:
+    seconds: float  # wall time of the whole process
+    max_rss_mb: float  # its peak resident set size (this child alone, from wait4)
+    stdout: str
+
+
+def run_measured(cmd: list[str], *, env: dict | None = None, timeout: float = 3600, cwd=REPO) -> Measured:
+    """Run a child process and return its output, wall time and its own peak RSS.
+
+    `os.wait4` gives the resource usage of that one child, where
+    `getrusage(RUSAGE_CHILDREN)` would report the largest of every child waited for so far
+    (migrate included).
+    """
+    t0 = time.perf_counter()
+    with open(os.devnull, "rb") as devnull:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=devnull, stdout=subprocess.PIPE, text=True)
+    out_chunks: list[str] = []
+    reader = threading.Thread(target=lambda: out_chunks.append(proc.stdout.read()), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + timeout
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"{cmd[:3]} did not finish within {timeout:.0f} s")
+        time.sleep(0.05)
+    seconds = time.perf_counter() - t0
+    reader.join()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise RuntimeError(f"{' '.join(cmd[:3])} … exited with {proc.returncode}")
+    return Measured(seconds=seconds, max_rss_mb=usage.ru_maxrss / 1024, stdout="".join(out_chunks))
+
+
+def rss_mb() -> float:
+    """This process's resident set size now (Linux), in MB."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def machine_note(started: float) -> str:
+    """The tail of a benchmark's last line: its duration and how busy the machine was."""
+    return (f"{time.monotonic() - started:.0f} s, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+
+
+# --- ledger checks (plain SQL, for databases loaded in bulk) ---------------------------------
+
+def ledger_unbalanced(url: str) -> list:
+    """Currencies whose entries do not sum to zero (debits = credits): [] when balanced."""
+    return sql(url, """
+        SELECT a.currency, SUM(CASE WHEN e.side = 'D' THEN e.amount ELSE -e.amount END)
+          FROM billing_ledgerentry e JOIN billing_ledgeraccount a ON a.id = e.account_id
+         GROUP BY a.currency HAVING SUM(CASE WHEN e.side = 'D' THEN e.amount ELSE -e.amount END) <> 0""")
+
+
+def balances_drift(url: str, accounts_sql: str) -> tuple[int, int]:
+    """(accounts checked, accounts whose stored balance differs from the sum of their entries)
+    for the ledger accounts whose ids `accounts_sql` selects."""
+    [(checked, drifted)] = sql(url, f"""
+        WITH sample AS ({accounts_sql})
+        SELECT count(*), count(*) FILTER (WHERE a.balance <> CASE WHEN a.normal = 'D' THEN COALESCE(s.dr, 0)
+                                                                  ELSE -COALESCE(s.dr, 0) END)
+          FROM billing_ledgeraccount a JOIN sample USING (id)
+          LEFT JOIN LATERAL (SELECT SUM(CASE WHEN side = 'D' THEN amount ELSE -amount END) AS dr
+                               FROM billing_ledgerentry WHERE account_id = a.id) s ON true""")
+    return checked, drifted
+
+
+# --- bulk-loaded advertisers (set-based SQL matching the migrated schema) ---------------------
+
+# An advertiser's standard ledger accounts (billing.models.ADVERTISER_PURPOSES) with their
+# normal sides. Bulk loads give advertiser a (1, 2, …) the account ids (a - 1) * 10 + position.
+ADVERTISER_ACCOUNTS = [("cash", "C"), ("arrears", "D"), ("accrued", "D"), ("credit_line", "D"), ("billed", "D"),
+                       ("settlement", "D"), ("revenue", "C"), ("fee_revenue", "C"), ("promotion_expense", "D"),
+                       ("forfeiture", "C")]
+
+
+def account_position(purpose: str) -> int:
+    return 1 + [p for p, _ in ADVERTISER_ACCOUNTS].index(purpose)
+
+
+def sql_ts(t) -> str:
+    """A timestamptz literal for SQL the benchmarks generate themselves."""
+    return f"'{t.isoformat()}'::timestamptz"
+
+
+CURRENCY_SQL = "CASE WHEN {} % 10 = 7 THEN 'EUR' ELSE 'USD' END"  # advertiser a: 90% USD, 10% EUR
+
+
+def advertisers_sql(count: int, at, *, billing_method: str = "manual", credit_frozen: str = "false",
+                    billing_threshold: str = "NULL", next_bill_at: str = "NULL", successful_payments: str = "0") -> list[str]:
+    """INSERTs of advertisers 1..count (every column, as the migrated schema has them) and
+    their ten ledger accounts at balance 0. Keyword arguments are SQL expressions of `a`."""
+    purposes = ", ".join(f"({k}, '{p}', '{side}')" for k, (p, side) in enumerate(ADVERTISER_ACCOUNTS, start=1))
+    since = f"{sql_ts(at)} - interval '400 days'"
+    return [
+        f"""INSERT INTO portal_advertiser
+              (id, name, currency, timezone, billing_method, status, registered_at, signup_source, shop_id,
+               credit_frozen, billing_threshold, bill_cycle, credit_line_limit, invoicing_eligible, created_at,
+               business_center_id, failed_payments, next_bill_at, successful_payments)
+            SELECT a, 'Bench advertiser ' || a, {CURRENCY_SQL.format('a')},
+                   (ARRAY['UTC', 'America/New_York', 'Europe/Berlin', 'Asia/Tokyo'])[1 + a % 4], '{billing_method}',
+                   'active', {since}, 'organic', '', {credit_frozen}, {billing_threshold}, 'monthly', 0, false, {since},
+                   NULL, 0, {next_bill_at}, {successful_payments}
+              FROM generate_series(1, {int(count)}) a""",
+        f"""INSERT INTO billing_ledgeraccount (id, purpose, currency, normal, balance, advertiser_id, business_center_id)
+            SELECT (a - 1) * 10 + p.k, p.purpose, {CURRENCY_SQL.format('a')}, p.normal, 0, a, NULL
+              FROM generate_series(1, {int(count)}) a CROSS JOIN (VALUES {purposes}) p(k, purpose, normal)""",
+    ]
+
+
+BULK_LOAD_SESSION = [
+    # Foreign-key checks and the ledger's triggers are off while loading (the loads generate
+    # consistent data and the benchmarks check it afterwards); the timed steps run with the
+    # server's own settings.
+    "SET session_replication_role = replica",
+    "SET synchronous_commit = off",
+    "SET temp_buffers = '1GB'",
+    "SET work_mem = '256MB'",
+]
+
+
+def reset_sequences(tables: list[str]) -> list[str]:
+    """Statements that move each table's id sequence past the ids a bulk load gave explicitly."""
+    return [f"SELECT setval(pg_get_serial_sequence('{t}', 'id'), GREATEST((SELECT max(id) FROM {t}), 1))"
+            for t in tables]
+
+
+def child_json(cmd: list[str], env: dict, cwd=REPO) -> dict:
+    """Run a benchmark's child process; the JSON object on its last output line, with the
+    child's peak RSS added as `max_rss_mb`. (Run it from the checkout whose code it should
+    import: Celery puts the working directory first on the child's import path.)"""
+    m = run_measured(cmd, env=env, cwd=cwd)
+    out = json.loads(m.stdout.strip().splitlines()[-1])
+    out["max_rss_mb"] = m.max_rss_mb
+    return out
+
+
+def django_setting(name: str):
+    """A Django setting as the benchmark's child processes will see it (repr-evaluated)."""
+    import ast
+
+    out = run_measured([PYTHON, "-c", "import django; django.setup(); from django.conf import settings;"
+                                      f" print(repr(settings.{name}))"], env=django_env(PG_ADMIN_URL))
+    return ast.literal_eval(out.stdout.strip().splitlines()[-1])
