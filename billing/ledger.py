@@ -1,7 +1,8 @@
 """Posting to the double-entry ledger (SPEC R14).
 
-`ledger_post` / `ledger_post_many` are the only writers of entries and stored balances. They
-check in Python that each transaction balances and that no balance goes negative, then insert the
+`ledger_post` / `ledger_post_many` — and `ledger_post_moves`, their set-based path for the sweeps'
+two-entry transactions — are the only writers of entries and stored balances. They check in
+Python that each transaction balances and that no balance goes negative, then insert the
 transaction and its entries and move the stored balances in one UPDATE. PostgreSQL checks the same
 two rules again (deferred zero-sum trigger, CHECK balance >= 0), so a bug or a raw SQL write
 cannot break them. Callers lock the owning advertiser first (`lock_advertisers`), so the
@@ -142,6 +143,89 @@ def _balances_add(deltas: dict[int, Decimal]) -> None:
 
 def ledger_post(posting: Posting) -> LedgerTransaction:
     return ledger_post_many([posting])[0]
+
+
+@dataclass
+class Move:
+    """A transaction of two entries: `amount` debited to `debit` and credited to `credit`."""
+
+    debit: LedgerAccount
+    credit: LedgerAccount
+    amount: Decimal
+    advertiser_id: int | None = None
+    occurred_at: datetime | None = None
+    memo: str = ""
+
+
+def ledger_post_moves(kind: str, moves: list[Move]) -> None:
+    """Book many two-entry transactions of one kind: the bulk path of the sweeps.
+
+    Same checks, same rows and same balances as `ledger_post_many` with one Posting per move,
+    but on PostgreSQL in four statements built from arrays — no model instances, no per-row SQL
+    — since a sweep books a thousand transactions a chunk. (Through `ledger_post_many`, an
+    expiry chunk of 1,000 credits spent most of its time creating and compiling 3,000 model
+    instances.) Other databases take `ledger_post_many`.
+    """
+    if connection.vendor != "postgresql":
+        postings = []
+        for m in moves:
+            p = Posting(kind=kind, currency=m.debit.currency, amount=m.amount, lines=[], advertiser_id=m.advertiser_id,
+                        occurred_at=m.occurred_at, memo=m.memo)
+            p.move(debit=m.debit, credit=m.credit, amount=m.amount)
+            postings.append(p)
+        ledger_post_many(postings)
+        return
+    deltas: dict[int, Decimal] = defaultdict(Decimal)
+    accounts: dict[int, LedgerAccount] = {}
+    for m in moves:
+        if m.amount <= 0:
+            raise LedgerError(f"entry amount must be positive, got {m.amount}")
+        if m.debit.currency != m.credit.currency:
+            raise LedgerError(f"unbalanced {kind} transaction: {m.debit.currency} {m.amount} against {m.credit.currency}")
+        deltas[m.debit.pk] += signed(m.debit, DEBIT, m.amount)
+        deltas[m.credit.pk] += signed(m.credit, CREDIT, m.amount)
+        accounts[m.debit.pk], accounts[m.credit.pk] = m.debit, m.credit
+    for pk, delta in deltas.items():
+        if accounts[pk].balance + delta < 0:
+            raise LedgerError(f"{accounts[pk]} would go negative ({accounts[pk].balance} {delta:+})")
+    if not moves:
+        return
+    now = timezone.now()
+    qn = connection.ops.quote_name
+    tx_table, entry_table = qn(LedgerTransaction._meta.db_table), qn(LedgerEntry._meta.db_table)
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+        # Ids first, so the entries can name their transaction without relying on RETURNING's order.
+        cursor.execute("SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
+                       [LedgerTransaction._meta.db_table, len(moves)])
+        tx_ids = [row[0] for row in cursor.fetchall()]
+        cursor.execute(
+            f"""INSERT INTO {tx_table} (id, kind, advertiser_id, amount, currency, occurred_at, created_at, memo)
+                SELECT m.id, %s, m.advertiser_id, m.amount, m.currency, m.occurred_at, %s, m.memo
+                  FROM unnest(%s::bigint[], %s::bigint[], %s::numeric[], %s::text[], %s::timestamptz[], %s::text[])
+                       AS m(id, advertiser_id, amount, currency, occurred_at, memo)""",
+            [kind, now, tx_ids, [m.advertiser_id for m in moves], [m.amount for m in moves],
+             [m.debit.currency for m in moves], [m.occurred_at or now for m in moves], [m.memo[:300] for m in moves]],
+        )
+        cursor.execute(
+            f"""INSERT INTO {entry_table} (transaction_id, account_id, side, amount)
+                SELECT m.id, e.account_id, e.side, m.amount
+                  FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::numeric[]) WITH ORDINALITY
+                       AS m(id, debit_id, credit_id, amount, n),
+                       LATERAL (VALUES (1, m.debit_id, %s), (2, m.credit_id, %s)) AS e(k, account_id, side)
+                 ORDER BY m.n, e.k""",
+            [tx_ids, [m.debit.pk for m in moves], [m.credit.pk for m in moves], [m.amount for m in moves],
+             DEBIT, CREDIT],
+        )
+        moved = {pk: d for pk, d in deltas.items() if d}
+        if moved:
+            table, id_col = qn(LedgerAccount._meta.db_table), qn(LedgerAccount._meta.pk.column)
+            cursor.execute(
+                f"UPDATE {table} AS a SET balance = a.balance + d.delta"
+                f" FROM unnest(%s::bigint[], %s::numeric[]) AS d(id, delta) WHERE a.{id_col} = d.id",
+                [list(moved), list(moved.values())],
+            )
+    for pk, delta in deltas.items():
+        accounts[pk].balance += delta
 
 
 def accounts_open_for_advertiser(advertiser) -> None:

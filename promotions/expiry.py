@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from billing.ledger import Posting, ledger_post_many, lock_advertisers
+from billing.ledger import Move, ledger_post_moves, lock_advertisers
 from billing.models import LedgerAccount, Purpose, TxKind
 from portal.notifications import notify_many
 from promotions.models import Credit, CreditStatus
@@ -42,24 +42,20 @@ def expire_credits(*, at=None, chunk: int = 1000) -> dict:
                 a.advertiser_id: a
                 for a in LedgerAccount.objects.filter(advertiser_id__in=advertisers, purpose=Purpose.FORFEITURE)
             }
-            postings, expired = [], defaultdict(list)
+            moves, expired = [], defaultdict(list)
             for c in credits:
                 c.advertiser = advertisers[c.advertiser_id]
                 left = c.ledger_account.balance
                 expired[c.advertiser_id].append((c, left))
                 if left > 0:
-                    p = Posting(
-                        kind=TxKind.CREDIT_EXPIRE, currency=c.ledger_account.currency, amount=left, lines=[],
-                        advertiser_id=c.advertiser_id, occurred_at=c.expires_at,
-                        memo=f"{c.get_kind_display()} #{c.pk} expired",
-                    )
-                    p.move(debit=c.ledger_account, credit=forfeiture[c.advertiser_id], amount=left)
-                    postings.append(p)
-            ledger_post_many(postings)
+                    moves.append(Move(debit=c.ledger_account, credit=forfeiture[c.advertiser_id], amount=left,
+                                      advertiser_id=c.advertiser_id, occurred_at=c.expires_at,
+                                      memo=f"{c.get_kind_display()} #{c.pk} expired"))
+            ledger_post_moves(TxKind.CREDIT_EXPIRE, moves)
             Credit.objects.filter(pk__in=[c.pk for c in credits]).update(status=CreditStatus.EXPIRED, ended_at=at)
             notify_many([credits_expired_draft(advertisers[a], items) for a, items in expired.items()])
         counts["expired"] += len(credits)
-        counts["forfeited_entries"] += len(postings)
+        counts["forfeited_entries"] += len(moves)
 
 
 def remind_expiring(*, at=None, chunk: int = 1000) -> dict:
