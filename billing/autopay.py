@@ -19,7 +19,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from billing.gateway import get_gateway
-from billing.ledger import Posting, advertiser_accounts, ledger_post, lock_advertisers
+from billing.ledger import Move, Posting, advertiser_accounts, ledger_post, ledger_post_moves, lock_advertisers
 from billing.models import Bill, BillKind, BillStatus, LedgerAccount, Purpose, ThresholdChange, TxKind
 from billing.money import ZERO, fmt, parse_amount
 from portal.errors import BadInput, BusinessError
@@ -127,6 +127,22 @@ def bill_create(*, advertiser, accounts, kind: str, amount: Decimal, at: datetim
     return bill
 
 
+def _bills_create(*, kind: str, at: datetime, bills: list[tuple]) -> list[Bill]:
+    """`bill_create` for many (advertiser, accounts, amount) at once, in a constant number of
+    statements (one INSERT of the bills, `ledger_post_moves` for their postings). Caller holds
+    the advertisers' locks."""
+    created = Bill.objects.bulk_create([
+        Bill(advertiser=adv, kind=kind, amount=amount, currency=adv.currency, issued_at=at, due_at=at)
+        for adv, _, amount in bills
+    ])
+    ledger_post_moves(TxKind.BILL, [
+        Move(debit=acc[Purpose.BILLED], credit=acc[Purpose.ACCRUED], amount=amount, advertiser_id=adv.pk,
+             occurred_at=at, memo=f"{bill.get_kind_display()} #{bill.pk}")
+        for bill, (adv, acc, amount) in zip(created, bills)
+    ])
+    return created
+
+
 def _card_token(advertiser) -> tuple[str, str]:
     pm = getattr(advertiser, "payment_method", None)
     return (pm.token, pm.last4) if pm else ("", "")
@@ -135,29 +151,27 @@ def _card_token(advertiser) -> tuple[str, str]:
 def bill_collect(*, bill_id: int, at: datetime | None = None) -> Bill:
     """Charge the card for one unpaid bill and book the answer (R26). Safe to call twice at once,
     or again after a crash: the gateway sees one key per bill and the booking is guarded."""
-    from billing.models import PaymentMethod
-
     at = at or timezone.now()
-    bill = Bill.objects.select_related("advertiser").get(pk=bill_id)
+    bill = Bill.objects.select_related("advertiser__payment_method").get(pk=bill_id)
     if bill.status == BillStatus.PAID:
         return bill
     Bill.objects.filter(pk=bill.pk).update(attempts=F("attempts") + 1)
-    pm = PaymentMethod.objects.filter(advertiser_id=bill.advertiser_id).first()
+    pm = getattr(bill.advertiser, "payment_method", None)
     if pm is None:
         result = None
     else:
         result = get_gateway().charge(
             amount=bill.amount, currency=bill.currency, card_number=pm.token, idempotency_key=bill.charge_key
         )
-    return _book_result(bill_id=bill.pk, result=result, last4=pm.last4 if pm else "", at=at)
+    return _book_result(bill_id=bill.pk, advertiser_id=bill.advertiser_id, result=result,
+                        last4=pm.last4 if pm else "", at=at)
 
 
-def _book_result(*, bill_id: int, result, last4: str, at: datetime) -> Bill:
+def _book_result(*, bill_id: int, advertiser_id: int, result, last4: str, at: datetime) -> Bill:
     from portal.models import CampaignStatus
 
     with transaction.atomic():
-        bill = Bill.objects.select_related("advertiser").get(pk=bill_id)
-        adv = lock_advertisers([bill.advertiser_id])[bill.advertiser_id]
+        adv = lock_advertisers([advertiser_id])[advertiser_id]
         bill = Bill.objects.select_for_update().get(pk=bill_id)
         if bill.status == BillStatus.PAID:
             return bill  # a concurrent attempt booked it: the gateway charged once (same key)
@@ -295,15 +309,16 @@ def charge_thresholds(*, at: datetime | None = None, chunk: int = 500) -> dict:
         if not ids:
             return counts
         after = ids[-1]
-        created = []
         with transaction.atomic():
             advertisers = lock_advertisers(ids)
             accounts = advertiser_accounts(ids)
+            bills = []
             for pk, adv in advertisers.items():
-                acc = accounts[pk]
-                while adv.billing_threshold and acc[Purpose.ACCRUED].balance >= adv.billing_threshold:
-                    created.append(bill_create(advertiser=adv, accounts=acc, kind=BillKind.THRESHOLD,
-                                               amount=adv.billing_threshold, at=at))
+                accrued = accounts[pk][Purpose.ACCRUED].balance
+                while adv.billing_threshold and accrued >= adv.billing_threshold:
+                    bills.append((adv, accounts[pk], adv.billing_threshold))
+                    accrued -= adv.billing_threshold
+            created = _bills_create(kind=BillKind.THRESHOLD, at=at, bills=bills)
         counts["bills"] += len(created)
         for bill in created:
             paid = bill_collect(bill_id=bill.pk, at=at).status == BillStatus.PAID
