@@ -1,10 +1,12 @@
 """Expiry jobs (SPEC R9, R33, R36): forfeit what is left of expired credit; remind 7 days before.
 
 `expire_credits` waits `CREDIT_EXPIRY_GRACE_SECONDS` after `expires_at`, so late spend events
-(judged by `occurred_at`) can still use the credit before it is forfeited. It works in chunks, one
-transaction each; a chunk locks its advertisers first (the order every money write uses), then
-re-reads the credits, so a second sweep or a concurrent charge can never forfeit or spend the same
-amount twice. Running it again changes nothing.
+(judged by `occurred_at`) can still use the credit before it is forfeited. It works in chunks of
+advertisers, one transaction each: a chunk takes the next `chunk` advertisers (by id) that have
+due credits, locks them (the first lock every money write takes), then re-reads *all* their due
+credits, so a second sweep or a concurrent charge can never forfeit or spend the same amount
+twice, and each advertiser's forfeitures of one sweep land in one chunk and one email
+(decision 0017). Running it again changes nothing.
 """
 
 from collections import defaultdict
@@ -24,20 +26,37 @@ LIVE = [CreditStatus.ACTIVE, CreditStatus.FROZEN, CreditStatus.PENDING]
 REMIND_BEFORE = timedelta(days=7)
 
 
-def expire_credits(*, at=None, chunk: int = 1000) -> dict:
+def expire_credits(*, at=None, chunk: int = 100) -> dict:
+    """Forfeit what is left of every credit due at `at`; `chunk` is advertisers per transaction.
+
+    A chunk costs a constant number of statements however many credits it holds: the next
+    advertiser ids, their locks, their due credits, their forfeiture accounts, the set-based
+    booking (`ledger_post_moves`), one status UPDATE and one INSERT of the emails — one per
+    advertiser, listing every credit it forfeited in this sweep.
+    """
     at = at or timezone.now()
     cutoff = at - timedelta(seconds=settings.CREDIT_EXPIRY_GRACE_SECONDS)
     due = Credit.objects.filter(status__in=LIVE, expires_at__lte=cutoff)
     counts = {"expired": 0, "forfeited_entries": 0}
+    after = 0
     while True:
-        candidates = list(due.values_list("pk", "advertiser_id")[:chunk])
-        if not candidates:
+        # Keyset over advertiser ids: every advertiser is claimed by exactly one chunk of a sweep.
+        advertiser_ids = list(
+            due.filter(advertiser_id__gt=after).order_by("advertiser_id")
+            .values_list("advertiser_id", flat=True).distinct()[:chunk]
+        )
+        if not advertiser_ids:
             return counts
+        after = advertiser_ids[-1]
         with transaction.atomic():
-            advertisers = lock_advertisers([a for _, a in candidates])
+            advertisers = lock_advertisers(advertiser_ids)
+            # Re-read under the locks: what a concurrent sweep already forfeited is gone.
             credits = list(
-                due.filter(pk__in=[pk for pk, _ in candidates]).select_related("ledger_account").order_by("pk")
+                due.filter(advertiser_id__in=advertiser_ids).select_related("ledger_account")
+                .order_by("advertiser_id", "pk")
             )
+            if not credits:
+                continue
             forfeiture = {
                 a.advertiser_id: a
                 for a in LedgerAccount.objects.filter(advertiser_id__in=advertisers, purpose=Purpose.FORFEITURE)

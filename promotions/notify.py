@@ -53,7 +53,11 @@ def credit_expiring_draft(credit: Credit, remaining) -> Draft:
 
 
 def credits_expired_draft(advertiser, expired: list[tuple[Credit, object]]) -> Draft:
-    """One email per advertiser per sweep chunk, listing each credit and what it forfeited."""
+    """One email per advertiser per sweep, listing each credit and what it forfeited.
+
+    The key names the set of credits. A credit is forfeited once, so its smallest id belongs to
+    one forfeiture only and the key is unique without naming the sweep (decision 0017).
+    """
     total = sum((amount for _, amount in expired), 0)
     lines = [
         {"credit_id": c.pk, "kind_label": _context(c, a)["kind_label"], "amount": money(advertiser.currency, a),

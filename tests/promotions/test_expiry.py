@@ -87,20 +87,23 @@ def test_r9_late_spend_inside_grace_still_uses_the_credit(expiring, spend_event)
 def test_r33_two_sweeps_at_once_beside_live_spend_forfeit_exactly_once(spend_event):
     advertisers = []
     expires = timezone.now() - timedelta(minutes=90)
-    for _ in range(6):
+    for i in range(6):
         adv = AdvertiserFactory()
+        with_email(member(adv, "admin"), f"owner{i}@example.com")
         camp = CampaignFactory(advertiser=adv)
         deposit(adv, "500.00")
         for _ in range(3):
             grant(adv, "free", "10.00", valid_from=expires - timedelta(days=10), expires_at=expires)
         grant(adv, "free", "1000.00")  # a live credit that spend keeps using
         advertisers.append((adv, camp))
+    mail.outbox.clear()
     errors, barrier = [], threading.Barrier(4)
 
     def sweep():
         try:
             barrier.wait()
-            expire_credits(at=timezone.now(), chunk=5)
+            # chunks of 2 advertisers: 3 chunks a sweep, each advertiser's 3 credits in one
+            expire_credits(at=timezone.now(), chunk=2)
         except Exception as e:  # noqa: BLE001 — reported below
             errors.append(e)
         finally:
@@ -135,8 +138,46 @@ def test_r33_two_sweeps_at_once_beside_live_spend_forfeit_exactly_once(spend_eve
             # spent + forfeited is exactly what it held: nothing paid or forfeited twice
             drawn = LedgerEntry.objects.filter(account=credit.ledger_account, side="D").aggregate(s=Sum("amount"))["s"]
             assert drawn == Decimal("10.00")
-    assert Notification.objects.filter(kind="credit_expired").count() <= len(advertisers) * 2
+    # two sweeps' spend draws at most 20 of each advertiser's 30: every one forfeits something,
+    # and gets exactly one email, listing each credit it forfeited
+    notes = Notification.objects.filter(kind="credit_expired")
+    assert sorted(notes.values_list("advertiser_id", flat=True)) == sorted(a.pk for a, _ in advertisers)
+    assert sorted(m.to[0] for m in mail.outbox) == sorted(f"owner{i}@example.com" for i in range(6))
+    for i, (adv, _) in enumerate(advertisers):
+        [body] = [m.body for m in mail.outbox if m.to == [f"owner{i}@example.com"]]
+        for credit in adv.credits.filter(status=CreditStatus.EXPIRED):
+            assert f"#{credit.pk}," in body
     assert ledger_imbalance() == 0
+
+
+@pytest.mark.django_db
+def test_r36_one_sweep_one_email_per_advertiser_however_chunks_fall(django_capture_on_commit_callbacks):
+    # given three advertisers whose due credits were granted interleaved (ids not grouped by advertiser)
+    expires = timezone.now() - timedelta(hours=2)
+    advertisers = [AdvertiserFactory() for _ in range(3)]
+    for i, adv in enumerate(advertisers):
+        with_email(member(adv, "admin"), f"owner{i}@example.com")
+    credits = {adv.pk: [] for adv in advertisers}
+    for _ in range(4):
+        for adv in advertisers:
+            credits[adv.pk].append(grant(adv, "free", "5.00", valid_from=expires - timedelta(days=1), expires_at=expires))
+    mail.outbox.clear()
+    # when one sweep runs in chunks smaller than the number of advertisers or of credits
+    with django_capture_on_commit_callbacks(execute=True):
+        counts = expire_credits(at=timezone.now(), chunk=2)
+    # then every credit is forfeited, and each advertiser gets one email naming all four of its credits
+    assert counts == {"expired": 12, "forfeited_entries": 12}
+    assert len(mail.outbox) == 3
+    for i, adv in enumerate(advertisers):
+        [message] = [m for m in mail.outbox if m.to == [f"owner{i}@example.com"]]
+        assert message.subject == "USD 20.00 of ad credit expired"
+        for credit in credits[adv.pk]:
+            assert f"#{credit.pk}," in message.body
+    assert Notification.objects.filter(kind="credit_expired").count() == 3
+    # and a second sweep sends nothing more
+    with django_capture_on_commit_callbacks(execute=True):
+        assert expire_credits(at=timezone.now(), chunk=2)["expired"] == 0
+    assert len(mail.outbox) == 3
 
 
 @pytest.mark.django_db
@@ -163,3 +204,21 @@ def test_r33_run_job_acts_as_of_at(expiring):
     assert "expire_credits: expired=1" in out.getvalue()
     credit.refresh_from_db()
     assert credit.status == CreditStatus.EXPIRED
+
+
+@pytest.mark.django_db
+def test_r33_sweep_chunk_costs_the_same_statements_however_many_credits():
+    from django.db import connection as conn
+    from django.test.utils import CaptureQueriesContext
+
+    def statements(per_advertiser: int) -> int:
+        expires = timezone.now() - timedelta(hours=2)
+        for _ in range(2):
+            adv = AdvertiserFactory()
+            for _ in range(per_advertiser):
+                grant(adv, "free", "5.00", valid_from=expires - timedelta(days=1), expires_at=expires)
+        with CaptureQueriesContext(conn) as queries:
+            assert expire_credits(at=timezone.now())["expired"] == 2 * per_advertiser
+        return len(queries)
+
+    assert statements(2) == statements(9)
