@@ -6,12 +6,17 @@ of the big tables avoid full-table counts and date hierarchies (both scan the wh
 stay fast as the ledger grows.
 """
 
+from django import forms
 from django.contrib import admin
+from django.contrib.admin import ActionLocation
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+
+from billing.chargebacks import chargeback_record
 
 from billing.models import (
     Bill,
+    Chargeback,
     Deposit,
     LedgerAccount,
     LedgerEntry,
@@ -23,7 +28,9 @@ from billing.models import (
 )
 from billing.money import fmt
 from portal.admin import ReadOnlyAdmin as StaffReadOnlyAdmin
-from portal.admin import StaffRolePermissions
+from portal.admin import ReasonForm, StaffRolePermissions, action_with_reason
+from portal.errors import BusinessError
+from portal.permissions import staff_can
 
 
 class ReadOnlyAdmin(StaffReadOnlyAdmin):
@@ -121,6 +128,69 @@ class BillAdmin(ReadOnlyAdmin):
     def money(self, bill):
         return f"{fmt(bill.amount, bill.currency)} {bill.currency}"
 
+    actions = ["record_chargeback"]
+
+    def has_chargeback_permission(self, request):
+        return staff_can(request.user, "withdraw_credit")  # money taken back: a Billing manager (decision 0010)
+
+    @admin.action(description="Record a chargeback (the card payment was reversed)", permissions=["chargeback"],
+                  location=[ActionLocation.CHANGE_LIST, ActionLocation.CHANGE_FORM])
+    def record_chargeback(self, request, queryset):
+        one = queryset.count() == 1
+
+        def perform(bill, data):
+            if not one:  # a gateway reference names one reversed payment
+                raise BusinessError("one_bill_at_a_time", "Record a chargeback on one bill at a time.")
+            chargeback_record(bill=bill, reference=data["reference"], reason=data["reason"], by=request.user)
+
+        return action_with_reason(
+            self, request, queryset, action="record_chargeback", title="Record a chargeback",
+            intro="The payment is reversed on the ledger and the bill becomes failed, so the retry schedule and "
+                  "'Pay now' collect it again; the account's credit is frozen by the rule "
+                  "'chargeback' and the advertiser is notified (R26, R30, R36). Recording the same "
+                  "gateway reference again books nothing.",
+            headers=["Bill", "Advertiser", "Amount", "Status", "Paid", "Gateway charge"],
+            row=lambda b: [b.number or f"#{b.pk}", b.advertiser, self.money(b), b.get_status_display(),
+                           b.paid_at.strftime("%Y-%m-%d %H:%M UTC") if b.paid_at else "—", b.gateway_reference or "—"],
+            submit_label="Record chargeback", perform=perform, form_class=ChargebackForm,
+        )
+
+    @admin.display(description="Chargebacks")
+    def chargebacks(self, bill):
+        rows = list(bill.chargebacks.order_by("created_at", "pk"))
+        if not rows:
+            return "None."
+        return format_html_join("", "<p>{} · {} {} · {} · {}</p>", (
+            (c.reference, fmt(c.amount, c.currency), c.currency, c.created_at.strftime("%Y-%m-%d %H:%M UTC"), c.reason)
+            for c in rows))
+
+    readonly_fields = ["chargebacks"]
+
+
+class ChargebackForm(ReasonForm):
+    reference = forms.CharField(
+        label="Gateway chargeback reference", max_length=60,
+        help_text="The chargeback's id at the payment gateway; recording the same one again books nothing.",
+    )
+    field_order = ["reference", "reason"]
+
+    def clean_reference(self):
+        return self.cleaned_data["reference"].strip()
+
+
+@admin.register(Chargeback)
+class ChargebackAdmin(ReadOnlyAdmin):
+    """Chargebacks (decision 0010): recorded only by `chargeback_record` (the bill's action, the gateway)."""
+
+    list_display = ["reference", "advertiser", "bill", "deposit", "money", "reason", "created_by", "created_at"]
+    search_fields = ["=reference", "=charge_reference", "advertiser__name", "advertiser__id__exact"]
+    list_select_related = ["advertiser", "bill", "deposit", "created_by"]
+    ordering = ["-created_at", "-id"]
+
+    @admin.display(description="Amount", ordering="amount")
+    def money(self, chargeback):
+        return f"{fmt(chargeback.amount, chargeback.currency)} {chargeback.currency}"
+
 
 @admin.register(ThresholdChange)
 class ThresholdChangeAdmin(ReadOnlyAdmin):
@@ -143,6 +213,37 @@ class PaymentMethodAdmin(ReadOnlyAdmin):
 
 @admin.register(ReconciliationRun)
 class ReconciliationRunAdmin(ReadOnlyAdmin):
-    list_display = ["started_at", "finished_at", "ok", "accounts_checked", "transactions_checked"]
+    """`reconcile_ledger` runs (R33): each difference it found, as it found it (never fixed)."""
+
+    list_display = ["started_at", "finished_at", "ok", "accounts_checked", "transactions_checked",
+                    "difference_count"]
     list_filter = ["ok"]
     ordering = ["-started_at"]
+    fields = ["started_at", "finished_at", "ok", "accounts_checked", "transactions_checked", "differences_found"]
+    readonly_fields = fields
+
+    @admin.display(description="Differences")
+    def difference_count(self, run):
+        return len(run.differences)
+
+    @admin.display(description="Differences found")
+    def differences_found(self, run):
+        if not run.differences:
+            return "None: every stored balance equals its entries and every transaction sums to zero."
+        rows = []
+        for d in run.differences:
+            if d.get("kind") == "unbalanced":
+                link = reverse("admin:billing_ledgertransaction_change", args=[d["transaction_id"]])
+                rows.append(("Unbalanced transaction", link, f"transaction #{d['transaction_id']}",
+                             f"debits − credits = {d['debits_minus_credits']} {d['currency']}"))
+            else:
+                link = reverse("admin:billing_ledgeraccount_change", args=[d["account_id"]])
+                owner = (f"advertiser {d['advertiser_id']}" if d.get("advertiser_id")
+                         else f"business center {d.get('business_center_id')}")
+                rows.append(("Balance", link, f"account #{d['account_id']} ({d['purpose']}, {owner})",
+                             f"stored {d['stored']}, from entries {d['from_entries']}"))
+        return format_html(
+            '<table class="reconciliation-differences"><thead><tr><th>Kind</th><th>Where</th><th>Difference</th>'
+            "</tr></thead><tbody>{}</tbody></table>",
+            format_html_join("", '<tr><td>{}</td><td><a href="{}">{}</a></td><td>{}</td></tr>', rows),
+        )

@@ -18,9 +18,12 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils.module_loading import import_string
 
+from portal.errors import BusinessError
+
 APPROVED = "approved"
 DECLINED = "declined"
 TIMEOUT = "timeout"
+CHARGED_BACK = "charged_back"  # a sandbox charge the cardholder's bank reversed (`SandboxGateway.chargeback`)
 
 Status = Literal["approved", "declined", "timeout"]
 
@@ -64,7 +67,8 @@ class SandboxGateway:
     4000000000000119 times out, and any other number is declined as invalid. Tokens it issues
     (`tok_sbx_<behaviour>_…<last4>`) behave like their card. Approvals are recorded in
     `GatewayCharge` by idempotency key, as a real gateway remembers keys: the same key with the
-    same charge returns the first approval; with another amount it is declined.
+    same charge returns the first approval; with another amount it is declined. `chargeback`
+    reports that an approved charge was reversed by the cardholder's bank.
     """
 
     CARDS = {
@@ -94,6 +98,8 @@ class SandboxGateway:
         amount = Decimal(amount)
         kind, card = self._behaviour(str(card_number))
         prior = GatewayCharge.objects.filter(idempotency_key=idempotency_key).first()
+        if prior is not None and self._release_if_charged_back(prior):
+            prior = None
         if prior is not None:
             return self._replay(prior, amount, currency)
         if kind == "decline":
@@ -111,6 +117,44 @@ class SandboxGateway:
         except IntegrityError:  # the same key charged at the same moment: that one stands
             return self._replay(GatewayCharge.objects.get(idempotency_key=idempotency_key), amount, currency)
         return GatewayResult(APPROVED, reference=record.reference)
+
+    @staticmethod
+    def _release_if_charged_back(prior) -> bool:
+        """A charged-back charge no longer answers its key: a real gateway keeps keys for a day or so
+        (Stripe: 24 h) and a chargeback lands weeks later, so charging the bill again is a new charge."""
+        from billing.models import Chargeback
+
+        if prior.status != CHARGED_BACK and not Chargeback.objects.filter(charge_reference=prior.reference).exists():
+            return False
+        prior.idempotency_key = f"{prior.idempotency_key}~{prior.reference}"[:100]
+        prior.status = CHARGED_BACK
+        prior.save(update_fields=["idempotency_key", "status"])
+        return True
+
+    def chargeback(self, *, charge_reference: str, reason: str = "Fraudulent: the cardholder does not recognise it",
+                   reference: str = ""):
+        """Report that the cardholder's bank reversed an approved sandbox charge, as a real gateway's
+        dispute webhook does, and book it (`chargeback_record`, docs/decisions/0010). The chargeback
+        reference defaults to one per charge, so reporting the same charge again books nothing."""
+        from billing.chargebacks import chargeback_record
+        from billing.models import Bill, Deposit, GatewayCharge
+
+        charge = GatewayCharge.objects.filter(reference=charge_reference).first()
+        if charge is None or charge.status not in (APPROVED, CHARGED_BACK):
+            raise BusinessError("unknown_charge", f"The sandbox approved no charge {charge_reference!r}.")
+        key = charge.idempotency_key.split("~")[0]
+        bill = deposit = None
+        if key.startswith("bill-") and key[5:].isdigit():
+            bill = Bill.objects.filter(pk=int(key[5:])).first()
+        else:
+            deposit = Deposit.objects.filter(idempotency_key=key, amount=charge.amount).exclude(card_last4="").first()
+        if bill is None and deposit is None:
+            raise BusinessError("unknown_charge", f"No bill or card deposit was paid by charge {charge_reference!r}.")
+        with transaction.atomic():
+            result = chargeback_record(reference=reference or f"cb_sbx_{charge.reference[7:]}", reason=reason,
+                                       bill=bill, deposit=deposit, charge_reference=charge.reference)
+            GatewayCharge.objects.filter(pk=charge.pk).update(status=CHARGED_BACK)
+        return result
 
     @staticmethod
     def _replay(prior, amount: Decimal, currency: str) -> GatewayResult:

@@ -371,3 +371,39 @@ class BCTransfer(models.Model):
 
     def __str__(self) -> str:
         return f"{self.transfer_type} {self.amount} · bc {self.business_center_id} ↔ adv {self.advertiser_id}"
+
+
+class Chargeback(models.Model):
+    """A card payment the cardholder's bank reversed (SPEC R14, R30; docs/decisions/0010): a paid
+    bill or a card top-up, booked back on the ledger once. Idempotent by the gateway's chargeback
+    `reference`: the unique constraint makes a replayed report unable to book twice."""
+
+    reference = models.CharField(max_length=64)
+    advertiser = models.ForeignKey("portal.Advertiser", on_delete=models.PROTECT, related_name="chargebacks")
+    bill = models.ForeignKey(Bill, null=True, blank=True, on_delete=models.PROTECT, related_name="chargebacks")
+    deposit = models.ForeignKey(Deposit, null=True, blank=True, on_delete=models.PROTECT, related_name="chargebacks")
+    charge_reference = models.CharField(max_length=64, blank=True, default="")  # the gateway's id of the charge
+    amount = models.DecimalField(max_digits=20, decimal_places=4)
+    currency = models.CharField(max_length=3)
+    reason = models.CharField(max_length=500)
+    transaction = models.OneToOneField(LedgerTransaction, on_delete=models.PROTECT, related_name="chargeback")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["reference"], name="chargeback_reference_unique"),
+            models.UniqueConstraint(fields=["deposit"], condition=Q(deposit__isnull=False),
+                                    name="chargeback_one_per_deposit"),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="chargeback_amount_gt_0"),
+            models.CheckConstraint(
+                condition=Q(bill__isnull=False, deposit__isnull=True) | Q(bill__isnull=True, deposit__isnull=False),
+                name="chargeback_of_a_bill_or_a_deposit",
+            ),
+        ]
+        indexes = [models.Index(fields=["charge_reference"], name="chargeback_charge_ref")]
+
+    def __str__(self) -> str:
+        what = f"bill #{self.bill_id}" if self.bill_id else f"deposit #{self.deposit_id}"
+        return f"Chargeback {self.reference} · {what}"

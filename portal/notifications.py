@@ -29,6 +29,7 @@ SUBJECTS = {
     "appeal_received": "We received your appeal #{appeal_id}",
     "appeal_decided": "Your appeal #{appeal_id} was {decision}",
     "credit_withdrawn": "{amount} of ad credit was withdrawn",
+    "chargeback": "A card payment of {amount} was charged back",
 }
 
 
