@@ -288,6 +288,12 @@ def _collect_open_bills(adv_ids, at: datetime, *, only_stuck: bool = False) -> i
     return n
 
 
+def _collect_stuck_bills(at: datetime) -> int:
+    """Pay every automatic bill a crash left `open` for longer than STUCK_AFTER, whether or not
+    its account is due again: the job that raised it finishes it on its next run (R26)."""
+    return _collect_open_bills(_automatic_accounts().values("pk"), at, only_stuck=True)
+
+
 def _automatic_accounts():
     from portal.models import Advertiser, AdvertiserStatus, BillingMethod
 
@@ -307,6 +313,7 @@ def charge_thresholds(*, at: datetime | None = None, chunk: int = 500) -> dict:
     while True:
         ids = list(due.filter(pk__gt=after).order_by("pk").values_list("pk", flat=True)[:chunk])
         if not ids:
+            _collect_stuck_bills(at)
             return counts
         after = ids[-1]
         with transaction.atomic():
@@ -323,7 +330,6 @@ def charge_thresholds(*, at: datetime | None = None, chunk: int = 500) -> dict:
         for bill in created:
             paid = bill_collect(bill_id=bill.pk, at=at).status == BillStatus.PAID
             counts["paid" if paid else "failed"] += 1
-        _collect_open_bills(ids, at, only_stuck=True)
 
 
 def charge_bill_dates(*, at: datetime | None = None, chunk: int = 500) -> dict:
@@ -334,6 +340,7 @@ def charge_bill_dates(*, at: datetime | None = None, chunk: int = 500) -> dict:
     while True:
         ids = list(due.order_by("pk").values_list("pk", flat=True)[:chunk])
         if not ids:
+            _collect_stuck_bills(at)
             return counts
         created = []
         with transaction.atomic():
@@ -354,7 +361,6 @@ def charge_bill_dates(*, at: datetime | None = None, chunk: int = 500) -> dict:
         for bill in created:
             paid = bill_collect(bill_id=bill.pk, at=at).status == BillStatus.PAID
             counts["paid" if paid else "failed"] += 1
-        _collect_open_bills(ids, at, only_stuck=True)
 
 
 def retry_payments(*, at: datetime | None = None, chunk: int = 500) -> dict:
