@@ -4,16 +4,30 @@ A request carries its token in the `Access-Token` header or as `Authorization: B
 Tokens are stored as SHA-256 hashes (`ApiToken.key_hash`); a revoked token, or one of an inactive
 user, authenticates nobody. `request.auth` is the token's user. Each authenticated request counts
 against the token's rate limit (`API_RATE_LIMIT`, decision 0013).
+
+A token made on an advertiser's API access page (`ApiToken.advertiser`, decision 0018) acts only
+for that advertiser: its user comes back with `api_token_advertiser_id` set, and
+`portal.permissions` then answers every other advertiser and every Business Center as unknown
+(404 here, 40002 on the TikTok surface). Within its advertiser it has its user's current rights.
+Such a token of a staff user authenticates nobody: it must never carry staff rights.
 """
 
+from datetime import timedelta
+
+from django.utils import timezone
 from ninja.security import APIKeyHeader, HttpBearer
 
 from portal.errors import Forbidden
 from portal.models import ApiToken, hash_token
 from portal.ratelimit import token_hit
 
+LAST_USED_PRECISION = timedelta(minutes=1)  # `last_used_at` is written at most once a minute
+
 
 def user_for_token(raw):
+    """The token's user (with `api_token_advertiser_id`: None, or the one advertiser it acts
+    for), or None when the token is unknown, revoked or unusable. One query; a second, an UPDATE,
+    at most once a minute per token to keep `last_used_at`."""
     if not isinstance(raw, str) or not raw.strip():
         return None
     token = (
@@ -23,7 +37,14 @@ def user_for_token(raw):
     )
     if token is None or not token.user.is_active:
         return None
-    return token.user
+    if token.advertiser_id is not None and token.user.is_staff:
+        return None
+    at = timezone.now()
+    if token.last_used_at is None or at - token.last_used_at >= LAST_USED_PRECISION:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=at)
+    user = token.user
+    user.api_token_advertiser_id = token.advertiser_id
+    return user
 
 
 class AccessTokenAuth(APIKeyHeader):

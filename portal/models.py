@@ -163,19 +163,46 @@ def hash_token(raw: str) -> str:
 
 
 class ApiToken(models.Model):
-    """An API token, stored hashed; the raw value is shown once at creation."""
+    """An API token, stored hashed; the raw value is shown once at creation.
+
+    A token with an `advertiser` was made on that advertiser's API access page
+    (portal/api_access.py, decision 0018) and acts only for it, with its user's current rights
+    there; a token without one (`manage.py create_api_token`) acts with all of its user's rights.
+    """
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    advertiser = models.ForeignKey(
+        Advertiser, null=True, blank=True, on_delete=models.CASCADE, related_name="api_tokens"
+    )
     key_hash = models.CharField(max_length=64, unique=True)
     prefix = models.CharField(max_length=12)
     label = models.CharField(max_length=100, blank=True, default="")
     created_at = models.DateTimeField(default=now)
+    last_used_at = models.DateTimeField(null=True, blank=True)  # to the minute (LAST_USED_PRECISION)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # The API access page's form key: submitting the same form twice creates one token (replays
+    # never show the raw value again).
+    idempotency_key = models.CharField(max_length=64, blank=True, default="")
+
+    class Meta:
+        indexes = [models.Index(fields=["advertiser", "-created_at"], name="apitoken_adv_created")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["advertiser", "idempotency_key"], condition=~Q(idempotency_key=""),
+                name="apitoken_adv_idempotency_key_unique",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… {self.label}".strip()
 
     @classmethod
-    def issue(cls, *, user, label: str = "") -> tuple["ApiToken", str]:
+    def issue(cls, *, user, label: str = "", advertiser=None, idempotency_key: str = "") -> tuple["ApiToken", str]:
         raw = "act_" + secrets.token_urlsafe(32)
-        token = cls.objects.create(user=user, key_hash=hash_token(raw), prefix=raw[:12], label=label)
+        token = cls.objects.create(
+            user=user, advertiser=advertiser, key_hash=hash_token(raw), prefix=raw[:12], label=label,
+            idempotency_key=idempotency_key,
+        )
         return token, raw
 
 

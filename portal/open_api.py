@@ -13,7 +13,10 @@ request is logged once (logger `portal.open_api`) with that id.
 
 Tokens and rights are the portal API's: staff everything; Business Center admins and finance their
 BC; advertiser members their advertisers for `advertiser/info/` and balance reads (payment data only
-for admin, finance and analyst, R1).
+for admin, finance and analyst, R1). A token made on an advertiser's API access page acts for that
+advertiser only (decision 0018): another advertiser, and a Business Center's own cash, ledger and
+transfers, answer 40002 `no_access` as for an account that is not the caller's;
+`advertiser/balance/get/` lists that one advertiser.
 """
 
 import json
@@ -39,7 +42,7 @@ from portal import open_api_reads as reads
 from portal.api_auth import user_for_token
 from portal.errors import BadInput, BusinessError, Forbidden, NotFound
 from portal.models import Advertiser, BCMembership, BusinessCenter, Membership, PAYMENTS_READ_ROLES
-from portal.permissions import advertiser_for, business_center_for, can
+from portal.permissions import advertiser_for, business_center_for, can, role_of, token_advertiser_id
 from portal.ratelimit import RateLimited, token_hit
 
 log = logging.getLogger("portal.open_api")
@@ -308,6 +311,12 @@ def _balance_fields(b: reads.AccountBalance) -> dict:
 def _readable_advertisers(user, bc: BusinessCenter):
     """The BC's advertisers whose balances the caller may read, or None when the BC is not theirs."""
     advertisers = Advertiser.objects.filter(business_center=bc)
+    scope = token_advertiser_id(user)
+    if scope is not None:  # an advertiser's own token (decision 0018): that account, if readable
+        adv = advertisers.filter(pk=scope).first()
+        if adv is None or not can(role_of(user, adv), "payments_read"):
+            return None
+        return advertisers.filter(pk=scope)
     if user.is_staff or BCMembership.objects.filter(user=user, business_center=bc).exists():
         return advertisers
     mine = Membership.objects.filter(user=user, advertiser__business_center=bc, role__in=PAYMENTS_READ_ROLES)

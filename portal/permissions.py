@@ -21,10 +21,19 @@ NEEDS: dict[str, set[str]] = {
 }
 
 
+def token_advertiser_id(user) -> int | None:
+    """The one advertiser an advertiser's own API token acts for (portal/api_auth.py, decision
+    0018), or None: every advertiser the user's rights reach."""
+    return getattr(user, "api_token_advertiser_id", None)
+
+
 def role_of(user, advertiser: Advertiser) -> str | None:
     """The caller's effective role on this advertiser, `staff`, or None."""
     if not user.is_authenticated:
         return None
+    scope = token_advertiser_id(user)
+    if scope is not None and scope != advertiser.pk:
+        return None  # an advertiser's token: every other advertiser reads as unknown
     if user.is_staff:
         return STAFF
     m = Membership.objects.filter(user=user, advertiser=advertiser).values_list("role", flat=True).first()
@@ -86,6 +95,8 @@ def business_center_for(user, business_center_id, *, need: str = "member"):
         bc = BusinessCenter.objects.get(pk=int(str(business_center_id)))
     except (BusinessCenter.DoesNotExist, ValueError, TypeError):
         raise NotFound("business center") from None
+    if token_advertiser_id(user) is not None:
+        raise NotFound("business center")  # an advertiser's token acts for its advertiser only
     if user.is_staff:
         return bc, STAFF
     role = BCMembership.objects.filter(user=user, business_center=bc).values_list("role", flat=True).first()

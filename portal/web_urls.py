@@ -4,7 +4,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from billing import views as billing_views
-from portal import login, views
+from portal import api_access_views, login, views
 from promotions import views as promotions_views
 
 urlpatterns = [
@@ -15,6 +15,12 @@ urlpatterns = [
     path("a/<int:advertiser_id>/campaigns/", views.campaigns, name="campaigns"),
     path("a/<int:advertiser_id>/notifications/", views.notifications, name="notifications"),
     path("a/<int:advertiser_id>/notifications/read/", views.notifications_read, name="notifications_read"),
+    path("a/<int:advertiser_id>/api-access/", api_access_views.api_access, name="api_access"),
+    path(
+        "a/<int:advertiser_id>/api-access/tokens/<int:token_id>/revoke/",
+        api_access_views.api_token_revoke_view,
+        name="api_token_revoke",
+    ),
     path("a/<int:advertiser_id>/payments/", billing_views.overview, name="payments_overview"),
     path("a/<int:advertiser_id>/payments/transactions/", billing_views.transactions, name="payments_transactions"),
     path(
