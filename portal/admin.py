@@ -3,8 +3,8 @@
 Creating an advertiser or a campaign goes through the services (`advertiser_create`,
 `campaign_create`) so the advertiser's ledger accounts are opened. Fields fixed at creation
 (currency, time zone, R2) and fields owned by other services (billing method switch, credit
-freeze) are read-only here. The advertiser change page shows its balances and recent ledger
-transactions read-only; money moves only through the services.
+freeze) are read-only here. The advertiser change page shows its balances, recent bills, credits
+and recent ledger transactions read-only; money moves only through the services.
 
 Who may do what is `portal.permissions.staff_can` (docs/decisions/0011-staff-roles.md): every
 ModelAdmin here, in billing and in promotions derives from `StaffRoleAdmin`, which asks it instead
@@ -29,7 +29,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from billing.autopay import threshold_changes_this_month
-from billing.models import LedgerTransaction
+from billing.models import Bill, LedgerTransaction
 from billing.money import check_currency, fmt, parse_amount
 from billing.selectors import advertiser_balances
 from billing.switching import billing_settings_set
@@ -51,6 +51,8 @@ from portal.services import advertiser_create, business_center_create, campaign_
 from promotions.freeze import credit_freeze, credit_unfreeze
 
 RECENT_TRANSACTIONS = 20
+RECENT_BILLS = 10
+RECENT_CREDITS = 20
 RECENT_AUDIT = 10
 
 
@@ -422,7 +424,8 @@ class AdvertiserAdmin(AuditedAdminMixin, StaffRoleAdmin):
                                          "billing_threshold", "bill_cycle", "next_bill_at", "failed_payments",
                                          "successful_payments"]}),
         ("Why", {"fields": [CHANGE_REASON]}),
-        ("Money (read-only, from the ledger)", {"fields": ["balances_summary", "recent_transactions"]}),
+        ("Money (read-only, from the ledger)", {"fields": ["balances_summary", "recent_bills", "credits_summary",
+                                                           "recent_transactions"]}),
         ("Staff actions", {"fields": ["audit_trail"]}),
     ]
 
@@ -436,7 +439,7 @@ class AdvertiserAdmin(AuditedAdminMixin, StaffRoleAdmin):
             return [f for f, perm in BILLING_SETTING_PERMS.items() if not staff_can(request.user, perm)]
         fixed = ["business_center", "currency", "timezone", "signup_source", "registered_at", "credit_frozen",
                  "created_at", "billing_method", "next_bill_at", "failed_payments", "successful_payments",
-                 "balances_summary", "recent_transactions", "audit_trail"]
+                 "balances_summary", "recent_bills", "credits_summary", "recent_transactions", "audit_trail"]
         return fixed + [f for f, perm in BILLING_SETTING_PERMS.items() if not staff_can(request.user, perm)]
 
     def get_inlines(self, request, obj):
@@ -484,10 +487,27 @@ class AdvertiserAdmin(AuditedAdminMixin, StaffRoleAdmin):
         obj.__dict__.update({k: v for k, v in created.__dict__.items() if k != "_state"})
         obj._state.adding = False
 
-    actions = ["freeze_credit", "unfreeze_credit"]
+    actions = ["freeze_credit", "unfreeze_credit", "mark_invoicing_eligible"]
 
     def has_freeze_permission(self, request):
         return staff_can(request.user, "freeze_credit")
+
+    def has_invoicing_eligible_permission(self, request):
+        return staff_can(request.user, "set_invoicing_eligible")
+
+    @admin.action(description="Mark eligible for monthly invoicing", permissions=["invoicing_eligible"],
+                  location=[ActionLocation.CHANGE_LIST, ActionLocation.CHANGE_FORM])
+    def mark_invoicing_eligible(self, request, queryset):
+        return action_with_reason(
+            self, request, queryset, action="mark_invoicing_eligible", title="Mark eligible for monthly invoicing",
+            intro="The account may then switch to monthly invoicing (R28); set a credit line before it does (R27).",
+            headers=["Advertiser", "ID", "Billing method", "Eligible now"],
+            row=lambda adv: [adv.name, adv.pk, adv.get_billing_method_display(),
+                             "yes" if adv.invoicing_eligible else "no"],
+            submit_label="Mark eligible",
+            perform=lambda adv, data: billing_settings_set(advertiser=adv, invoicing_eligible=True,
+                                                           reason=data["reason"], by=request.user),
+        )
 
     def _advertiser_row(self, adv):
         b = advertiser_balances(advertiser=adv)
@@ -550,6 +570,47 @@ class AdvertiserAdmin(AuditedAdminMixin, StaffRoleAdmin):
             '<table class="balances"><tbody>{}</tbody></table><p><a href="{}">Credits of this advertiser</a></p>',
             format_html_join("", "<tr><th>{}</th><td>{} {}</td></tr>", ((k, v, c) for k, v in rows)),
             credits_url,
+        )
+
+    @admin.display(description="Recent bills")
+    def recent_bills(self, obj):
+        bills = list(Bill.objects.filter(advertiser=obj).order_by("-issued_at", "-pk")[:RECENT_BILLS])
+        if not bills:
+            return "No bills yet."
+        rows = format_html_join("", '<tr><td><a href="{}">{}</a></td><td>{}</td><td>{}</td><td>{} {}</td><td>{}</td></tr>', (
+            (reverse("admin:billing_bill_change", args=[b.pk]), b.number or f"#{b.pk}", b.get_kind_display(),
+             b.issued_at.strftime("%Y-%m-%d %H:%M UTC"), fmt(b.amount, b.currency), b.currency, b.get_status_display())
+            for b in bills
+        ))
+        return format_html(
+            '<table class="recent-bills"><thead><tr><th>Bill</th><th>Kind</th><th>Issued</th><th>Amount</th>'
+            "<th>Status</th></tr></thead><tbody>{}</tbody></table>"
+            '<p><a href="{}">All bills</a></p>',
+            rows, reverse("admin:billing_bill_changelist") + f"?advertiser__id__exact={obj.pk}",
+        )
+
+    @admin.display(description="Credits")
+    def credits_summary(self, obj):
+        from promotions.models import Credit
+
+        credits = list(Credit.objects.filter(advertiser=obj).select_related("ledger_account")
+                       .order_by("-created_at", "-pk")[:RECENT_CREDITS])
+        if not credits:
+            return "No credits yet."
+        rows = format_html_join(
+            "", '<tr><td><a href="{}">#{}</a></td><td>{}</td><td>{}</td><td>{} {}</td><td>{} {}</td><td>{}</td>'
+                "<td>{}</td></tr>", (
+                (reverse("admin:promotions_credit_change", args=[c.pk]), c.pk, c.get_kind_display(),
+                 c.get_source_display(), fmt(c.amount, obj.currency), obj.currency,
+                 fmt(c.ledger_account.balance, obj.currency), obj.currency, c.expires_at.strftime("%Y-%m-%d %H:%M UTC"),
+                 c.get_status_display())
+                for c in credits
+            ))
+        return format_html(
+            '<table class="credits"><thead><tr><th>Credit</th><th>Kind</th><th>Source</th><th>Amount</th>'
+            "<th>Remaining</th><th>Expires</th><th>Status</th></tr></thead><tbody>{}</tbody></table>"
+            '<p><a href="{}">All credits</a></p>',
+            rows, reverse("admin:promotions_credit_changelist") + f"?advertiser__id__exact={obj.pk}",
         )
 
     @admin.display(description="Recent ledger transactions")
