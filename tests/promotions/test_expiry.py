@@ -1,5 +1,6 @@
 """Expiry and reminders (SPEC R9, R33, R36)."""
 
+import re
 import threading
 from datetime import timedelta
 from decimal import Decimal
@@ -222,3 +223,39 @@ def test_r33_sweep_chunk_costs_the_same_statements_however_many_credits():
         return len(queries)
 
     assert statements(2) == statements(9)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_r33_r36_two_reminder_runs_at_once_send_one_reminder_per_credit():
+    # given five advertisers, each with two credits expiring within the week and one later
+    soon = []
+    for i in range(5):
+        adv = AdvertiserFactory()
+        with_email(member(adv, "finance"), f"fin{i}@example.com")
+        soon += [grant(adv, "free", "7.00", expires_at=timezone.now() + timedelta(days=d)) for d in (2, 6)]
+        grant(adv, "free", "7.00", expires_at=timezone.now() + timedelta(days=30))
+    mail.outbox.clear()
+    errors, barrier = [], threading.Barrier(2)
+
+    def remind():
+        try:
+            barrier.wait(timeout=30)
+            remind_expiring(at=timezone.now(), chunk=3)
+        except Exception as e:  # noqa: BLE001 — reported below
+            errors.append(e)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=remind, daemon=True) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=90)
+    assert not errors, errors
+    assert all(not t.is_alive() for t in threads)
+    # then each credit due a reminder has exactly one, emailed once
+    keys = sorted(Notification.objects.filter(kind="credit_expiring").values_list("key", flat=True))
+    assert keys == sorted(f"credit-expiring:{c.pk}" for c in soon)
+    assert len(mail.outbox) == len(soon)
+    assert sorted(int(re.search(r"\(#(\d+)\)", m.body)[1]) for m in mail.outbox) == sorted(c.pk for c in soon)
+    assert remind_expiring(at=timezone.now())["reminded"] == 0
