@@ -143,7 +143,15 @@ def test_demo_spend_history_and_ledger(monkeypatch):
     now = timezone.now()
     events = SpendEvent.objects.filter(advertiser__business_center__name="Demo Agency BC")
     span = events.aggregate(first=Min("occurred_at"), last=Max("occurred_at"))
-    assert now - timedelta(days=30) <= span["first"] <= now - timedelta(days=29)
+    # 30 days of history; the invoiced account's also reaches at least 12 hours into last month
+    # (its time zone), which 30 days do not on the 31st, so it always has last month's invoice
+    invoiced = Advertiser.objects.get(billing_method="monthly_invoice")
+    first_others = events.exclude(advertiser=invoiced).aggregate(m=Min("occurred_at"))["m"]
+    assert now - timedelta(days=30) <= first_others <= now - timedelta(days=29)
+    this_month = month_of(invoiced, now)[1]
+    first_invoiced = events.filter(advertiser=invoiced).aggregate(m=Min("occurred_at"))["m"]
+    assert min(now - timedelta(days=30), this_month - timedelta(hours=12)) <= first_invoiced <= now - timedelta(days=29)
+    assert first_invoiced < this_month and span["first"] == min(first_others, first_invoiced)
     assert now - timedelta(hours=8) <= span["last"] < now
     assert events.count() > 1000
     assert events.values("amount").distinct().count() > 300  # varied amounts
@@ -207,3 +215,79 @@ def test_demo_shows_every_billing_state_and_a_code_to_redeem(monkeypatch):
     enrollment = enrollment_create(advertiser=startup, code="welcome100")
     assert enrollment.program == Program.objects.get(code="WELCOME100")
     assert Enrollment.objects.filter(advertiser__business_center__name="Demo Agency BC").count() >= 3
+
+
+
+def month_of(adv, end):
+    """[1st of the month before `end`, `end`) at local midnight in the account's time zone; `end`
+    is itself a local 1st (or any moment of the month after the one wanted)."""
+    from datetime import datetime, time
+
+    tz = adv.tz
+    first_this = end.astimezone(tz).date().replace(day=1)
+    first_prev = (first_this - timedelta(days=1)).replace(day=1)
+    return datetime.combine(first_prev, time(0), tzinfo=tz), datetime.combine(first_this, time(0), tzinfo=tz)
+
+
+def own_money_spend(adv, start, end) -> tuple[Decimal, Decimal]:
+    """(gross spend, part paid by credit) of the charges that occurred in [start, end)."""
+    gross = SpendEvent.objects.filter(advertiser=adv, occurred_at__gte=start, occurred_at__lt=end).aggregate(
+        s=Sum("amount"))["s"] or Decimal(0)
+    credits = LedgerEntry.objects.filter(
+        account__advertiser=adv, account__purpose=Purpose.PROMO_CREDIT, side=DEBIT, transaction__kind=TxKind.CHARGE,
+        transaction__occurred_at__gte=start, transaction__occurred_at__lt=end,
+    ).aggregate(s=Sum("amount"))["s"] or Decimal(0)
+    return gross, credits
+
+
+# The demo loaded now, and as of moments where 30 days of history alone would not reach back into
+# last month (Singapore time: late on the 31st, just after midnight on the 31st, late on the 30th),
+# and one where it reaches back into the month before last (2 March, after a 28-day February).
+DEMO_MOMENTS = {
+    "now": None,
+    "31st_late": "2026-10-31T15:00:00+00:00",
+    "31st_early": "2026-08-30T16:30:00+00:00",
+    "30th_late": "2026-07-30T14:30:00+00:00",
+    "2_march": "2026-03-01T18:00:00+00:00",
+}
+
+
+@pytest.mark.parametrize("moment", DEMO_MOMENTS.values(), ids=DEMO_MOMENTS.keys())
+def test_r27_demo_invoicing_advertiser_always_has_last_months_invoice(moment, monkeypatch):
+    from datetime import datetime
+
+    from django.db import transaction
+
+    from portal.management.commands.load_demo import demo_load
+
+    # given the demo, loaded now or as of a moment late in a month
+    if moment is None:
+        load_demo(monkeypatch)
+        now = timezone.now()
+    else:
+        now = datetime.fromisoformat(moment)
+        with transaction.atomic():
+            demo_load(now=now)
+    invoiced = Advertiser.objects.get(name="Demo Games Studio", billing_method="monthly_invoice")
+    start, end = month_of(invoiced, now)
+
+    # then it has an invoice for the previous calendar month in its time zone, issued on the 1st
+    # at local midnight, due 30 days later, open
+    invoice = Bill.objects.get(advertiser=invoiced, kind="monthly_invoice", period_end=end)
+    assert (invoice.period_start, invoice.issued_at, invoice.status) == (start, end, "open")
+    assert invoice.due_at == end + timedelta(days=30)
+    assert invoice.number.startswith("ADC-") and len(invoice.number) == len("ADC-000001")
+    # and its amount is that month's spend net of the credits that paid part of it
+    gross, credits = own_money_spend(invoiced, start, end)
+    assert gross > 0 and credits > 0
+    assert (invoice.gross_spend, invoice.credits_applied, invoice.amount) == (gross, credits, gross - credits)
+    # and spend of any earlier month of the history is on that month's own invoice, as the job
+    # would have issued it on the 1st: every invoice covers exactly its month
+    invoices = list(Bill.objects.filter(advertiser=invoiced, kind="monthly_invoice").order_by("period_end"))
+    assert invoices[-1] == invoice
+    for bill in invoices:
+        assert (bill.period_start, bill.issued_at) == (month_of(invoiced, bill.period_end)[0], bill.period_end)
+        gross, credits = own_money_spend(invoiced, bill.period_start, bill.period_end)
+        assert bill.amount == gross - credits > 0
+    first_spend = SpendEvent.objects.filter(advertiser=invoiced).aggregate(m=Min("occurred_at"))["m"]
+    assert first_spend >= invoices[0].period_start

@@ -10,8 +10,11 @@ fresh load holds the same events and amounts (relative to the moment it runs).
 Spend history: every campaign gets a charge every 2–6 hours over the last 30 days, sized from
 its daily budget with a day/night rhythm and noise, backdated `occurred_at`, posted day by day
 with `spend_record_batch`. The automatic account's threshold bills are raised and paid (sandbox
-card) at the end of each day, as the billing job would have; the invoiced account gets last
-month's invoice on the 1st. Credits meant to pay history are valid from before it began.
+card) at the end of each day, as the billing job would have. The invoiced account's history also
+reaches at least 12 hours into last month (in its time zone; 30 days do not on the 31st), and it
+gets an invoice on every 1st of its history, as `issue_monthly_invoices` would have issued it, so
+it always has last month's invoice (R27). Credits meant to pay history are valid from before it
+began.
 """
 
 import os
@@ -45,6 +48,7 @@ ROLE_USERS = {"admin": "demo_admin", "finance": "demo_finance", "operator": "dem
 STAFF_USER = "support"
 BC_ADMIN_USER = "demo_bc_admin"
 HISTORY_DAYS = 30
+INVOICE_LEAD = timedelta(hours=12)  # the invoiced account's history starts at least this long before the 1st
 SEED = 2026
 
 
@@ -253,7 +257,13 @@ def demo_load(*, now: datetime) -> list[str]:
     deposit_create(advertiser=manual, amount="3000.00", idempotency_key="demo-deposit-1", source="web", card_last4="4242")
     deposit_create(advertiser=manual, amount="2500.00", idempotency_key="demo-deposit-2", source="web", card_last4="4242")
 
-    events = spend_history(campaigns=[c for cs in campaigns.values() for c in cs], start=history_start, end=now, rng=rng)
+    this_month = datetime.combine(now.astimezone(invoiced.tz).date().replace(day=1), time(0), tzinfo=invoiced.tz)
+    invoiced_start = min(history_start, this_month - INVOICE_LEAD)
+    events = spend_history(campaigns=[c for cs in campaigns.values() for c in cs], start=history_start, end=now, rng=rng,
+                           starts={invoiced.pk: invoiced_start})
+    early = [e for e in events if e["at"] < history_start]  # the invoiced account's, in last month
+    for i in range(0, len(early), 500):
+        spend_record_batch(events=[{k: v for k, v in e.items() if k != "at"} for e in early[i:i + 500]])
     day_end = history_start
     while day_end < now:
         day_start, day_end = day_end, min(day_end + timedelta(days=1), now)
@@ -270,11 +280,16 @@ def demo_load(*, now: datetime) -> list[str]:
     accrued_to(outdoor, fraction=Decimal("1"), campaign=campaigns["outdoor"][0][0], at=now)
     threshold_bills(advertiser=outdoor, at=now)
 
-    invoice_at = datetime.combine(now.astimezone(invoiced.tz).date().replace(day=1), time(0), tzinfo=invoiced.tz)
+    # Every 1st (local midnight) in the invoiced account's history, oldest first, ending with this
+    # month's: the invoice for last month. Spend is all posted, but each invoice counts only what
+    # occurred before its 1st, as the job on that day would have.
+    firsts = [this_month]
+    while (firsts[0] - timedelta(days=1)).replace(day=1) > invoiced_start:
+        firsts.insert(0, (firsts[0] - timedelta(days=1)).replace(day=1))
     invoice = None
-    if invoice_at > history_start:
+    for first in firsts:
         with transaction.atomic():
-            invoice = invoice_issue(advertiser=lock_advertisers([invoiced.pk])[invoiced.pk], at=invoice_at)
+            invoice = invoice_issue(advertiser=lock_advertisers([invoiced.pk])[invoiced.pk], at=first)
 
     total = sum((Decimal(e["amount"]) for e in events), Decimal(0))
     lines = [f"Loaded {BC_NAME}: {len(advertisers)} advertisers, {sum(len(c) for c in campaigns.values())} campaigns, "
@@ -303,15 +318,17 @@ def accrued_to(advertiser, *, fraction: Decimal, campaign, at: datetime) -> Deci
     return adv.billing_threshold - advertiser_accounts([adv.pk])[adv.pk][Purpose.ACCRUED].balance
 
 
-def spend_history(*, campaigns, start: datetime, end: datetime, rng: random.Random) -> list[dict]:
-    """Charges every 2–6 hours per campaign, sized from its daily budget, busier in the local evening."""
+def spend_history(*, campaigns, start: datetime, end: datetime, rng: random.Random,
+                  starts: dict[int, datetime] | None = None) -> list[dict]:
+    """Charges every 2–6 hours per campaign, sized from its daily budget, busier in the local evening.
+    History starts at `start`, or for an advertiser in `starts` at its own start."""
     events = []
     for camp, spec in campaigns:
         daily = Decimal(spec.daily)
         if spec.status != CampaignStatus.ACTIVE or daily <= 0:
             continue
         tz = camp.advertiser.tz
-        t = start + timedelta(minutes=rng.uniform(5, 180))
+        t = (starts or {}).get(camp.advertiser_id, start) + timedelta(minutes=rng.uniform(5, 180))
         n = 0
         while t < end - timedelta(minutes=5):
             step = rng.uniform(2, 6)
