@@ -98,10 +98,10 @@ def _bill_reversal(adv, acc, bill: Bill, reference: str, reason: str, at: dateti
     tx = ledger_post(p)
     before = {"bill": bill.pk, "status": bill.status, "gateway_reference": bill.gateway_reference}
     charge_reference = bill.gateway_reference
-    bill.status, bill.paid_at = BillStatus.FAILED, None
+    bill.status, bill.paid_at, bill.collection = BillStatus.FAILED, None, bill.collection + 1
     bill.last_error = f"Charged back by the card issuer: {reason}"[:300]
     bill.next_retry_at = at + timedelta(hours=settings.BILLING_RETRY_AFTER_HOURS[0])
-    bill.save(update_fields=["status", "paid_at", "last_error", "next_retry_at"])
+    bill.save(update_fields=["status", "paid_at", "last_error", "next_retry_at", "collection"])
     # A reversed payment is not a history of successful payments: the threshold does not grow (R25).
     adv.successful_payments = 0
     adv.save(update_fields=["successful_payments"])

@@ -9,6 +9,7 @@ the last four digits, or a token.
 sandbox by default). Sandbox card numbers: docs/decisions/0002-sandbox-cards.md.
 """
 
+import re
 import secrets
 from dataclasses import dataclass
 from decimal import Decimal
@@ -24,6 +25,7 @@ APPROVED = "approved"
 DECLINED = "declined"
 TIMEOUT = "timeout"
 CHARGED_BACK = "charged_back"  # a sandbox charge the cardholder's bank reversed (`SandboxGateway.chargeback`)
+BILL_KEY = re.compile(r"bill-(\d+)(?:-\d+)?")  # `Bill.charge_key`
 
 Status = Literal["approved", "declined", "timeout"]
 
@@ -98,8 +100,6 @@ class SandboxGateway:
         amount = Decimal(amount)
         kind, card = self._behaviour(str(card_number))
         prior = GatewayCharge.objects.filter(idempotency_key=idempotency_key).first()
-        if prior is not None and self._release_if_charged_back(prior):
-            prior = None
         if prior is not None:
             return self._replay(prior, amount, currency)
         if kind == "decline":
@@ -118,19 +118,6 @@ class SandboxGateway:
             return self._replay(GatewayCharge.objects.get(idempotency_key=idempotency_key), amount, currency)
         return GatewayResult(APPROVED, reference=record.reference)
 
-    @staticmethod
-    def _release_if_charged_back(prior) -> bool:
-        """A charged-back charge no longer answers its key: a real gateway keeps keys for a day or so
-        (Stripe: 24 h) and a chargeback lands weeks later, so charging the bill again is a new charge."""
-        from billing.models import Chargeback
-
-        if prior.status != CHARGED_BACK and not Chargeback.objects.filter(charge_reference=prior.reference).exists():
-            return False
-        prior.idempotency_key = f"{prior.idempotency_key}~{prior.reference}"[:100]
-        prior.status = CHARGED_BACK
-        prior.save(update_fields=["idempotency_key", "status"])
-        return True
-
     def chargeback(self, *, charge_reference: str, reason: str = "Fraudulent: the cardholder does not recognise it",
                    reference: str = ""):
         """Report that the cardholder's bank reversed an approved sandbox charge, as a real gateway's
@@ -142,10 +129,10 @@ class SandboxGateway:
         charge = GatewayCharge.objects.filter(reference=charge_reference).first()
         if charge is None or charge.status not in (APPROVED, CHARGED_BACK):
             raise BusinessError("unknown_charge", f"The sandbox approved no charge {charge_reference!r}.")
-        key = charge.idempotency_key.split("~")[0]
+        key = charge.idempotency_key
         bill = deposit = None
-        if key.startswith("bill-") and key[5:].isdigit():
-            bill = Bill.objects.filter(pk=int(key[5:])).first()
+        if match := BILL_KEY.fullmatch(key):  # Bill.charge_key: bill-<id>, or bill-<id>-<n> after a chargeback
+            bill = Bill.objects.filter(pk=int(match[1])).first()
         else:
             deposit = Deposit.objects.filter(idempotency_key=key, amount=charge.amount).exclude(card_last4="").first()
         if bill is None and deposit is None:

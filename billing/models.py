@@ -268,6 +268,9 @@ class Bill(models.Model):
     last_error = models.CharField(max_length=300, blank=True, default="")
     gateway_reference = models.CharField(max_length=64, blank=True, default="")
     card_last4 = models.CharField(max_length=4, blank=True, default="")
+    # Bumped by a chargeback (billing/chargebacks.py): collecting the bill again is a new payment,
+    # so it goes to the gateway under a new key — the old key would replay the reversed approval.
+    collection = models.PositiveSmallIntegerField(default=0)
 
     class Meta:
         constraints = [
@@ -285,7 +288,8 @@ class Bill(models.Model):
 
     @property
     def charge_key(self) -> str:
-        return f"bill-{self.pk}"
+        """`bill-<id>`, then `bill-<id>-<n>` for the n-th collection after a chargeback."""
+        return f"bill-{self.pk}" if not self.collection else f"bill-{self.pk}-{self.collection}"
 
     @property
     def is_invoice(self) -> bool:

@@ -106,6 +106,41 @@ def test_r26_pay_now_after_a_chargeback_charges_the_card_again(paid_bill):
     assert_ledger_reconciles()
 
 
+def test_r26_r29_collecting_after_a_chargeback_uses_a_new_gateway_key(paid_bill, monkeypatch):
+    """A gateway may remember an idempotency key for as long as it likes: the collection after a
+    chargeback is a new payment under a new key, never a replay of the reversed approval."""
+    adv, _, bill, _ = paid_bill
+    keys = []
+    charge = SandboxGateway.charge
+
+    def remembering_charge(self, **kw):
+        keys.append(kw["idempotency_key"])
+        return charge(self, **kw)
+
+    monkeypatch.setattr(SandboxGateway, "charge", remembering_charge)
+    chargeback_record(bill=bill, reference="dp_1003", reason="fraudulent")
+    bill.refresh_from_db()
+    assert bill.charge_key == f"bill-{bill.pk}-1"
+    # the first charge is still on record under the bill's first key, and keeps it
+    first = GatewayCharge.objects.get(reference=bill.gateway_reference)
+    assert first.idempotency_key == f"bill-{bill.pk}"
+    paid = bill_pay(bill=bill)
+    assert keys == [f"bill-{bill.pk}-1"]
+    assert paid.status == BillStatus.PAID and paid.gateway_reference != first.reference
+    assert GatewayCharge.objects.get(reference=paid.gateway_reference).idempotency_key == f"bill-{bill.pk}-1"
+    # a retry of that collection replays it: still one new charge
+    replay = SandboxGateway().charge(amount=bill.amount, currency=bill.currency, card_number=adv.payment_method.token,
+                                             idempotency_key=f"bill-{bill.pk}-1")
+    assert replay.reference == paid.gateway_reference
+    assert GatewayCharge.objects.filter(amount=Decimal("180.00")).count() == 2
+    # the new charge can itself be charged back, and is found by its key
+    cb, created = SandboxGateway().chargeback(charge_reference=paid.gateway_reference, reason="again")
+    assert created and cb.bill == bill
+    bill.refresh_from_db()
+    assert bill.charge_key == f"bill-{bill.pk}-2" and balance(adv, Purpose.BILLED) == Decimal("180.00")
+    assert_ledger_reconciles()
+
+
 def test_r26_the_retry_job_collects_a_charged_back_bill(paid_bill):
     adv, _, bill, _ = paid_bill
     chargeback_record(bill=bill, reference="dp_1002", reason="duplicate")
