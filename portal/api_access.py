@@ -8,11 +8,13 @@ returned once by `api_token_create`; only its SHA-256 is stored.
 """
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.db import IntegrityError, transaction
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
+from portal.api_auth import tokens_last_used
 from portal.audit import audit_record
 from portal.errors import BadInput, Conflict, NotFound
 from portal.models import Advertiser, ApiToken, BCMembership, Membership, Role
@@ -87,6 +89,7 @@ class TokenRow:
     token: ApiToken
     status: str
     creator_role: str | None  # the creator's role on the advertiser now
+    last_used: datetime | None = None  # as far as the cache remembers (api_auth.LAST_USED_TTL)
 
     @property
     def pk(self) -> int:
@@ -102,8 +105,8 @@ def _status(token: ApiToken, role: str | None) -> str:
 
 
 def api_tokens_of(*, advertiser: Advertiser) -> list[TokenRow]:
-    """The advertiser's tokens, newest first, with their creators and their roles now: one query
-    however many tokens there are."""
+    """The advertiser's tokens, newest first, with their creators, their roles now and when each
+    was last used: one query and one cache call however many tokens there are."""
     member_role = Membership.objects.filter(user=OuterRef("user"), advertiser=advertiser).values("role")[:1]
     tokens = ApiToken.objects.filter(advertiser=advertiser).select_related("user").annotate(member_role=Subquery(member_role))
     if advertiser.business_center_id:
@@ -116,6 +119,9 @@ def api_tokens_of(*, advertiser: Advertiser) -> list[TokenRow]:
         token.advertiser = advertiser
         role = token.member_role or getattr(token, "bc_role", None)  # as portal.permissions.role_of
         rows.append(TokenRow(token, _status(token, role), role))
+    used = tokens_last_used(row.pk for row in rows)
+    for row in rows:
+        row.last_used = used.get(row.pk)
     return rows
 
 

@@ -12,22 +12,24 @@ for that advertiser: its user comes back with `api_token_advertiser_id` set, and
 Such a token of a staff user authenticates nobody: it must never carry staff rights.
 """
 
-from datetime import timedelta
+import time
+from datetime import datetime
+from datetime import timezone as dt_timezone
 
-from django.utils import timezone
+from django.core.cache import cache
 from ninja.security import APIKeyHeader, HttpBearer
 
 from portal.errors import Forbidden
 from portal.models import ApiToken, hash_token
 from portal.ratelimit import token_hit
 
-LAST_USED_PRECISION = timedelta(minutes=1)  # `last_used_at` is written at most once a minute
+LAST_USED_TTL = 90 * 86400  # seconds the cache remembers a token's last use
 
 
 def user_for_token(raw):
     """The token's user (with `api_token_advertiser_id`: None, or the one advertiser it acts
-    for), or None when the token is unknown, revoked or unusable. One query; a second, an UPDATE,
-    at most once a minute per token to keep `last_used_at`."""
+    for), or None when the token is unknown, revoked or unusable. One query, and the time of use
+    noted in the cache (not the database: a refused request changes no row)."""
     if not isinstance(raw, str) or not raw.strip():
         return None
     token = (
@@ -39,12 +41,23 @@ def user_for_token(raw):
         return None
     if token.advertiser_id is not None and token.user.is_staff:
         return None
-    at = timezone.now()
-    if token.last_used_at is None or at - token.last_used_at >= LAST_USED_PRECISION:
-        ApiToken.objects.filter(pk=token.pk).update(last_used_at=at)
+    cache.set(_last_used_key(token.pk), time.time(), timeout=LAST_USED_TTL)
     user = token.user
     user.api_token_advertiser_id = token.advertiser_id
     return user
+
+
+def _last_used_key(token_id: int) -> str:
+    return f"api-token-used:{token_id}"
+
+
+def tokens_last_used(token_ids) -> dict[int, datetime]:
+    """When each token last authenticated a request, as far as the cache remembers (LAST_USED_TTL);
+    one cache call however many tokens."""
+    ids = list(token_ids)
+    found = cache.get_many([_last_used_key(i) for i in ids])
+    return {i: datetime.fromtimestamp(found[_last_used_key(i)], dt_timezone.utc)
+            for i in ids if _last_used_key(i) in found}
 
 
 class AccessTokenAuth(APIKeyHeader):

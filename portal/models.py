@@ -178,7 +178,6 @@ class ApiToken(models.Model):
     prefix = models.CharField(max_length=12)
     label = models.CharField(max_length=100, blank=True, default="")
     created_at = models.DateTimeField(default=now)
-    last_used_at = models.DateTimeField(null=True, blank=True)  # to the minute (LAST_USED_PRECISION)
     revoked_at = models.DateTimeField(null=True, blank=True)
     # The API access page's form key: submitting the same form twice creates one token (replays
     # never show the raw value again).

@@ -1,7 +1,7 @@
 """API tokens made on an advertiser's API access page (issue 6, decision 0018).
 
 `advertiser` (null for tokens of `manage.py create_api_token`) limits a token to that advertiser;
-`last_used_at` is shown on the page; `idempotency_key` makes a form submitted twice create one token.
+`idempotency_key` makes a form submitted twice create one token.
 """
 
 import django.db.models.deletion
@@ -26,11 +26,6 @@ class Migration(migrations.Migration):
             model_name='apitoken',
             name='idempotency_key',
             field=models.CharField(blank=True, default='', max_length=64),
-        ),
-        migrations.AddField(
-            model_name='apitoken',
-            name='last_used_at',
-            field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddIndex(
             model_name='apitoken',

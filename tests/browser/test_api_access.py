@@ -58,7 +58,7 @@ def test_create_a_token_see_it_once_use_it_revoke_it(live_server, browser_page, 
     row = page.locator("#token-list tbody tr").first
     expect(row).to_contain_text(raw[:12])
     expect(row).to_contain_text("Active")
-    expect(row).not_to_contain_text("Never")
+    expect(row).not_to_contain_text("Not recently")
     # when they revoke it: the row asks first, then the list says it is revoked
     row.get_by_role("link", name="Revoke…").click()
     expect(page.locator("#token-list")).to_contain_text("Revoke “Reporting script”")
