@@ -1,4 +1,4 @@
-"""API access: an advertiser's admins create and revoke API tokens for it (issue 6, decision 0018).
+"""API access: an advertiser's admins create and revoke API tokens for it (issue 6, decision 0017).
 
 A token made here belongs to the admin who made it and to the advertiser (`ApiToken.advertiser`):
 `portal/api_auth.py` and `portal/permissions.py` make it act for that advertiser only, with its

@@ -1,5 +1,5 @@
 """The API access page: an advertiser's admins create and revoke its API tokens (issue 6,
-decision 0018; services in portal/api_access.py).
+decision 0017; services in portal/api_access.py).
 
 Only the advertiser's own admins (members or Business Center admins) use it: finance, operator and
 analyst get 403, support staff too (a token made here must never carry staff rights), anyone else

@@ -5,7 +5,7 @@ Tokens are stored as SHA-256 hashes (`ApiToken.key_hash`); a revoked token, or o
 user, authenticates nobody. `request.auth` is the token's user. Each authenticated request counts
 against the token's rate limit (`API_RATE_LIMIT`, decision 0013).
 
-A token made on an advertiser's API access page (`ApiToken.advertiser`, decision 0018) acts only
+A token made on an advertiser's API access page (`ApiToken.advertiser`, decision 0017) acts only
 for that advertiser: its user comes back with `api_token_advertiser_id` set, and
 `portal.permissions` then answers every other advertiser and every Business Center as unknown
 (404 here, 40002 on the TikTok surface). Within its advertiser it has its user's current rights.

@@ -166,7 +166,7 @@ class ApiToken(models.Model):
     """An API token, stored hashed; the raw value is shown once at creation.
 
     A token with an `advertiser` was made on that advertiser's API access page
-    (portal/api_access.py, decision 0018) and acts only for it, with its user's current rights
+    (portal/api_access.py, decision 0017) and acts only for it, with its user's current rights
     there; a token without one (`manage.py create_api_token`) acts with all of its user's rights.
     """
 

@@ -14,7 +14,7 @@ request is logged once (logger `portal.open_api`) with that id.
 Tokens and rights are the portal API's: staff everything; Business Center admins and finance their
 BC; advertiser members their advertisers for `advertiser/info/` and balance reads (payment data only
 for admin, finance and analyst, R1). A token made on an advertiser's API access page acts for that
-advertiser only (decision 0018): another advertiser, and a Business Center's own cash, ledger and
+advertiser only (decision 0017): another advertiser, and a Business Center's own cash, ledger and
 transfers, answer 40002 `no_access` as for an account that is not the caller's;
 `advertiser/balance/get/` lists that one advertiser.
 """
@@ -312,7 +312,7 @@ def _readable_advertisers(user, bc: BusinessCenter):
     """The BC's advertisers whose balances the caller may read, or None when the BC is not theirs."""
     advertisers = Advertiser.objects.filter(business_center=bc)
     scope = token_advertiser_id(user)
-    if scope is not None:  # an advertiser's own token (decision 0018): that account, if readable
+    if scope is not None:  # an advertiser's own token (decision 0017): that account, if readable
         adv = advertisers.filter(pk=scope).first()
         if adv is None or not can(role_of(user, adv), "payments_read"):
             return None

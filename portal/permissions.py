@@ -23,7 +23,7 @@ NEEDS: dict[str, set[str]] = {
 
 def token_advertiser_id(user) -> int | None:
     """The one advertiser an advertiser's own API token acts for (portal/api_auth.py, decision
-    0018), or None: every advertiser the user's rights reach."""
+    0017), or None: every advertiser the user's rights reach."""
     return getattr(user, "api_token_advertiser_id", None)
 
 

@@ -6,7 +6,7 @@ advertisers, one transaction each: a chunk takes the next `chunk` advertisers (b
 due credits, locks them (the first lock every money write takes), then re-reads *all* their due
 credits, so a second sweep or a concurrent charge can never forfeit or spend the same amount
 twice, and each advertiser's forfeitures of one sweep land in one chunk and one email
-(decision 0017). Running it again changes nothing.
+(decision 0016). Running it again changes nothing.
 """
 
 from collections import defaultdict

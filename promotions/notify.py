@@ -56,7 +56,7 @@ def credits_expired_draft(advertiser, expired: list[tuple[Credit, object]]) -> D
     """One email per advertiser per sweep, listing each credit and what it forfeited.
 
     The key names the set of credits. A credit is forfeited once, so its smallest id belongs to
-    one forfeiture only and the key is unique without naming the sweep (decision 0017).
+    one forfeiture only and the key is unique without naming the sweep (decision 0016).
     """
     total = sum((amount for _, amount in expired), 0)
     lines = [

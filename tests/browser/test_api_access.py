@@ -1,6 +1,6 @@
 """In a real browser: an admin creates an API token on the API access page, sees it once, the
 token works against the live server's /api/v1/ and /open_api/v1.3/, then the admin revokes it
-(htmx confirmation in its row) and both answer 401 / 40100 (issue 6, R35, decision 0018)."""
+(htmx confirmation in its row) and both answer 401 / 40100 (issue 6, R35, decision 0017)."""
 
 import json
 import urllib.error

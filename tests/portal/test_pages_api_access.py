@@ -1,4 +1,4 @@
-"""The API access page (issue 6, decision 0018; SPEC R1, R35): an advertiser's admins create and
+"""The API access page (issue 6, decision 0017; SPEC R1, R35): an advertiser's admins create and
 revoke API tokens acting for that advertiser only, with the creator's current rights."""
 
 import re

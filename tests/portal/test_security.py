@@ -171,7 +171,7 @@ def test_every_form_on_the_pages_has_a_csrf_token(team, settings, tmp_path):
 def dashboard_pages(aid):
     return [f"/a/{aid}/", f"/a/{aid}/campaigns/", f"/a/{aid}/payments/", f"/a/{aid}/payments/transactions/",
             f"/a/{aid}/payments/add-funds/", f"/a/{aid}/payments/bills/", f"/a/{aid}/payments/billing-method/",
-            f"/a/{aid}/payments/promotions/", f"/a/{aid}/notifications/"]
+            f"/a/{aid}/payments/promotions/", f"/a/{aid}/notifications/", f"/a/{aid}/api-access/"]
 
 
 def csp_of(response) -> dict:
