@@ -270,7 +270,7 @@ class Bill(models.Model):
     card_last4 = models.CharField(max_length=4, blank=True, default="")
     # Bumped by a chargeback (billing/chargebacks.py): collecting the bill again is a new payment,
     # so it goes to the gateway under a new key — the old key would replay the reversed approval.
-    collection = models.PositiveSmallIntegerField(default=0)
+    collection = models.PositiveSmallIntegerField(default=0, db_default=0)
 
     class Meta:
         constraints = [
