@@ -10,24 +10,13 @@ from django.utils import timezone
 
 from portal.models import Advertiser
 from promotions.models import Enrollment, Program, Tier
-from promotions.programs import close_ladder_windows, enrollment_create, program_create
+from promotions.programs import close_ladder_windows, enrollment_create
 from tests.api_helpers import api, error_of, role_token, staff, world  # noqa: F401
 from tests.api_matrix import Endpoint, database_state, matrix
 from tests.factories import AdvertiserFactory, BusinessCenterFactory, CampaignFactory, deposit
+from tests.promotions.ladder_helpers import new_program
 
 pytestmark = pytest.mark.django_db
-
-TIERS = [
-    {"threshold": "100.00", "reward": "50.00"},
-    {"threshold": "500.00", "reward": "300.00"},
-    {"threshold": "2000.00", "reward": "1500.00", "immediate": True},
-]
-
-
-def new_program(**kw):
-    fields = dict(name="Spend X Get Y", kind="new_advertiser", window_days=30, tiers=TIERS, reward_kind="free")
-    fields.update(kw)
-    return program_create(**fields)
 
 
 def new_advertiser(**kw):

@@ -9,22 +9,11 @@ from django.utils import timezone
 from billing.spend import spend_record
 from portal.errors import BusinessError
 from promotions.models import CreditStatus, EnrollmentStatus
-from promotions.programs import close_ladder_windows, enrollment_create, program_create
+from promotions.programs import close_ladder_windows, enrollment_create
 from tests.factories import AdvertiserFactory, BusinessCenterFactory, CampaignFactory, deposit, grant
+from tests.promotions.ladder_helpers import new_program
 
 pytestmark = pytest.mark.django_db
-
-TIERS = [
-    {"threshold": "100.00", "reward": "50.00"},
-    {"threshold": "500.00", "reward": "300.00"},
-    {"threshold": "2000.00", "reward": "1500.00", "immediate": True},
-]
-
-
-def new_program(**kw):
-    fields = dict(name="Spend X Get Y", kind="new_advertiser", window_days=30, tiers=TIERS, reward_kind="free")
-    fields.update(kw)
-    return program_create(**fields)
 
 
 def new_advertiser(**kw):

@@ -15,21 +15,11 @@ from django.utils import timezone
 from billing.spend import spend_record
 from portal.models import Notification
 from promotions.models import Credit, CreditSource, CreditStatus, Enrollment, EnrollmentStatus
-from promotions.programs import close_ladder_windows, enrollment_create, program_create
+from promotions.programs import close_ladder_windows, enrollment_create
 from tests.factories import AdvertiserFactory, CampaignFactory, deposit
+from tests.promotions.ladder_helpers import new_program
 
 GRACE = timedelta(hours=1)
-TIERS = [
-    {"threshold": "100.00", "reward": "50.00"},
-    {"threshold": "500.00", "reward": "300.00"},
-    {"threshold": "2000.00", "reward": "1500.00", "immediate": True},
-]
-
-
-def new_program(**kw):
-    fields = dict(name="Spend X Get Y", kind="new_advertiser", window_days=30, tiers=TIERS, reward_kind="free")
-    fields.update(kw)
-    return program_create(**fields)
 
 
 def enrolled(*, started_days_ago: float = 0, program=None, cash="5000.00"):
