@@ -47,7 +47,7 @@ def test_r33_the_celery_task_calls_the_plain_job_function(name, monkeypatch):
     module, func = JOBS[name].rsplit(".", 1)
     calls = []
     monkeypatch.setattr(import_module(module), func, lambda **kw: calls.append(kw) or {"done": 1})
-    run_job.apply(args=[name]).get()  # eager, as a worker would run it
+    run_job.apply(args=[name]).get(disable_sync_subtasks=False)  # eager, as a worker would run it
     assert calls == [{"at": None}]  # the job acts as of the moment it runs
 
 
@@ -61,7 +61,7 @@ def due_credit(db):
 @pytest.mark.django_db
 def test_r33_expire_credits_task_forfeits_through_the_real_job(due_credit):
     with override_settings(CREDIT_EXPIRY_GRACE_SECONDS=60):
-        run_job.apply(args=["expire_credits"]).get()
+        run_job.apply(args=["expire_credits"]).get(disable_sync_subtasks=False)
     due_credit.refresh_from_db()
     assert due_credit.status == CreditStatus.EXPIRED
     assert LedgerTransaction.objects.get(kind=TxKind.CREDIT_EXPIRE).amount == Decimal("12.00")
