@@ -8,19 +8,35 @@ called outside any transaction with the bill's own idempotency key (`bill-<id>`)
 booked in a second transaction that re-reads the bill under the advertiser lock and books only
 an unpaid one. A crash between approval and booking leaves the bill `open`; the next run calls
 the gateway again with the same key, gets the first approval back, and books it once.
+
+`charge_thresholds` does the same a chunk at a time: the chunk's bills are created and committed
+together, the gateway is called for each outside any transaction, and all the chunk's approvals
+are booked in one transaction, set-based (`_book_result` with `more`). The gateway's own commit
+per charge is then the job's main cost (docs/scaling.md, "Threshold billing").
 """
 
+from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from billing.gateway import get_gateway
+from billing.gateway import GatewayResult, get_gateway
 from billing.ledger import Move, Posting, advertiser_accounts, ledger_post, ledger_post_moves, lock_advertisers
-from billing.models import Bill, BillKind, BillStatus, LedgerAccount, Purpose, ThresholdChange, TxKind
+from billing.models import (
+    Bill,
+    BillKind,
+    BillStatus,
+    LedgerAccount,
+    PaymentMethod,
+    Purpose,
+    ThresholdChange,
+    TxKind,
+)
 from billing.money import ZERO, fmt, parse_amount
 from portal.errors import BadInput, BusinessError
 
@@ -167,7 +183,31 @@ def bill_collect(*, bill_id: int, at: datetime | None = None) -> Bill:
                         last4=pm.last4 if pm else "", at=at)
 
 
-def _book_result(*, bill_id: int, advertiser_id: int, result, last4: str, at: datetime) -> Bill:
+@dataclass
+class Attempt:
+    """One gateway answer for a bill, to book; `bill` is filled in by `_book_result`."""
+
+    bill_id: int
+    advertiser_id: int
+    result: GatewayResult | None  # None: no payment method on file
+    last4: str
+    bill: Bill | None = None
+
+
+def _book_result(*, bill_id: int, advertiser_id: int, result, last4: str, at: datetime,
+                 more: list[Attempt] = ()) -> Bill:
+    """Book the gateway's answer for a bill — and, with `more`, for the rest of a chunk's bills
+    (`charge_thresholds`): the one door to booking, so a crash after the gateway's approval
+    leaves the same state whichever path was booking. Returns the first bill; `more`'s bills are
+    filled in their `Attempt`."""
+    if more:
+        first = Attempt(bill_id, advertiser_id, result, last4)
+        _book_chunk([first, *more], at=at)
+        return first.bill
+    return _book_one(bill_id=bill_id, advertiser_id=advertiser_id, result=result, last4=last4, at=at)
+
+
+def _book_one(*, bill_id: int, advertiser_id: int, result, last4: str, at: datetime) -> Bill:
     from portal.models import CampaignStatus
 
     with transaction.atomic():
@@ -221,6 +261,145 @@ def _book_result(*, bill_id: int, advertiser_id: int, result, last4: str, at: da
     return bill
 
 
+def _book_chunk(attempts: list[Attempt], *, at: datetime) -> None:
+    """Book a chunk's gateway answers (threshold bills, in bill order) with the result each
+    would get from `_book_one` one bill after the other.
+
+    The accounts all of whose answers are approvals — nearly all — are booked in one
+    transaction and a constant number of statements: the advertisers locked (id order), the
+    bills re-read FOR UPDATE and the paid ones skipped (a concurrent run or a replay after a
+    crash booked them), the payments posted with `ledger_post_moves`, bills and advertisers
+    updated in one statement each, pending Shop credits activated in one (R21), notifications
+    in one `notify_many`. Per account only where it applies: threshold growth for accounts that
+    reached a step (R25), campaigns resumed for accounts with campaigns paused by billing (R26).
+    An account with a declined or timed-out answer (or no card) has all its answers booked by
+    `_book_one`, in order, as before: the order of its successes and failures decides its
+    counters, retries and pauses.
+    """
+    from portal.models import Campaign, CampaignStatus
+    from portal.notifications import notify_many
+    from promotions.models import Credit, CreditSource, CreditStatus
+
+    failing = {a.advertiser_id for a in attempts if a.result is None or not a.result.approved}
+    approved = [a for a in attempts if a.advertiser_id not in failing]
+    if approved:
+        with transaction.atomic():
+            advertisers = lock_advertisers({a.advertiser_id for a in approved})
+            bills = {b.pk: b for b in Bill.objects.select_for_update().filter(pk__in=[a.bill_id for a in approved])
+                     .order_by("pk")}
+            todo = []
+            for a in approved:
+                a.bill = bills[a.bill_id]
+                if a.bill.status != BillStatus.PAID:  # else a concurrent attempt booked it (same key)
+                    if a.bill.is_invoice:
+                        raise ValueError(f"bill #{a.bill.pk} is an invoice: book it with _book_one")
+                    todo.append(a)
+            if todo:
+                _book_approved(todo, advertisers, at=at)
+                notify_many([_bill_draft(advertisers[a.advertiser_id], a.bill, "bill_paid") for a in todo],
+                            skip_existing=True)
+                paid = {a.advertiser_id for a in todo}
+                Credit.objects.filter(advertiser_id__in=paid, source=CreditSource.SHOP,
+                                      status=CreditStatus.PENDING).update(status=CreditStatus.ACTIVE,
+                                                                          valid_from=timezone.now())
+                from billing.deposits import campaigns_resume
+
+                paused = Campaign.objects.filter(advertiser_id__in=paid, status=CampaignStatus.PAUSED_FUNDS)
+                for pk in sorted(set(paused.values_list("advertiser_id", flat=True))):
+                    if account_paid_up(advertisers[pk]):
+                        campaigns_resume(advertiser=advertisers[pk])
+    for a in attempts:
+        if a.advertiser_id in failing:
+            a.bill = _book_one(bill_id=a.bill_id, advertiser_id=a.advertiser_id, result=a.result, last4=a.last4, at=at)
+
+
+def _book_approved(todo: list[Attempt], advertisers: dict, *, at: datetime) -> None:
+    """The payments of `todo` (approved, unpaid, in bill order), set-based; caller holds the
+    advertisers' locks and the bills'. Same rows as `_book_one`'s approved branch per bill."""
+    adv_ids = sorted({a.advertiser_id for a in todo})
+    accounts = {(acc.advertiser_id, acc.purpose): acc for acc in LedgerAccount.objects.filter(
+        advertiser_id__in=adv_ids, purpose__in=[Purpose.SETTLEMENT, Purpose.BILLED])}
+    ledger_post_moves(TxKind.PAYMENT, [
+        Move(debit=accounts[a.advertiser_id, Purpose.SETTLEMENT], credit=accounts[a.advertiser_id, Purpose.BILLED],
+             amount=a.bill.amount, advertiser_id=a.advertiser_id, occurred_at=at,
+             memo=f"Payment of {a.bill.get_kind_display().lower()} #{a.bill.pk} ·•••{a.last4}")
+        for a in todo
+    ])
+    for a in todo:
+        a.bill.status, a.bill.paid_at = BillStatus.PAID, at
+        a.bill.gateway_reference, a.bill.card_last4, a.bill.last_error, a.bill.next_retry_at = (
+            a.result.reference, a.last4, "", None)
+    _rows_update(Bill, [a.bill for a in todo], ["status", "paid_at", "gateway_reference", "card_last4", "last_error",
+                                                "next_retry_at"])
+    per_account = defaultdict(int)
+    for a in todo:
+        per_account[a.advertiser_id] += 1
+    _thresholds_grow({advertisers[pk]: n for pk, n in per_account.items()}, at=at)
+    _rows_update(type(advertisers[adv_ids[0]]), [advertisers[pk] for pk in adv_ids],
+                 ["failed_payments", "successful_payments", "billing_threshold"])
+
+
+def _thresholds_grow(paid: dict, *, at: datetime) -> None:
+    """R25 for `{advertiser: payments just booked}`, as `_book_one` applies it payment by payment
+    (`_maybe_grow_threshold` → `threshold_set`): each payment adds one to the run of successes;
+    a run that reaches BILLING_PAYMENTS_PER_STEP moves the threshold one step up — unless it is
+    at the top or the month's changes are used up — and starts again from 0. Sets the
+    advertisers' counters and thresholds in memory (the caller writes them, holding their
+    locks) and inserts their ThresholdChange rows in one statement, after reading this month's
+    changes of the accounts that reached a step in one query."""
+    step_at = settings.BILLING_PAYMENTS_PER_STEP
+    reaching = [adv for adv, n in paid.items() if adv.successful_payments + n >= step_at and _step_up(adv)]
+    changes = defaultdict(int)
+    if reaching:
+        starts = {adv.pk: _month_start(adv, at) for adv in reaching}
+        for pk, created_at in ThresholdChange.objects.filter(
+                advertiser_id__in=starts, created_at__gte=min(starts.values())).values_list("advertiser_id", "created_at"):
+            changes[pk] += created_at >= starts[pk]
+    grown = []
+    for adv, n in paid.items():
+        for _ in range(n):
+            adv.successful_payments += 1
+            if adv.successful_payments < step_at or changes[adv.pk] >= settings.BILLING_MAX_THRESHOLD_CHANGES_PER_MONTH:
+                continue
+            new = _step_up(adv)
+            if new is None:
+                continue
+            grown.append(ThresholdChange(advertiser=adv, old=adv.billing_threshold, new=new,
+                                         reason="grown after successful payments", created_at=at))
+            adv.billing_threshold, adv.successful_payments = new, 0
+            changes[adv.pk] += 1
+        adv.failed_payments = 0
+    ThresholdChange.objects.bulk_create(grown)
+
+
+def _step_up(adv) -> Decimal | None:
+    """The threshold step above the account's, as `_maybe_grow_threshold` sets it; None at the top."""
+    higher = [s for s in threshold_steps(adv.currency) if adv.billing_threshold is None or s > adv.billing_threshold]
+    return parse_amount(fmt(higher[0], adv.currency), adv.currency, field="billing_threshold") if higher else None
+
+
+def _rows_update(model, objs: list, fields: list[str]) -> None:
+    """Write `fields` of `objs` in one UPDATE. On PostgreSQL from arrays (`unnest`), as
+    `ledger_post_moves` does: the ORM's `bulk_update` builds a CASE per field and row, whose
+    Python cost grows with the chunk; other databases take `bulk_update`."""
+    if not objs:
+        return
+    if connection.vendor != "postgresql":
+        model.objects.bulk_update(objs, fields)
+        return
+    qn = connection.ops.quote_name
+    table, pk = qn(model._meta.db_table), model._meta.pk
+    columns = [model._meta.get_field(f) for f in fields]
+    arrays = [f"%s::{pk.cast_db_type(connection)}[]"] + [f"%s::{c.cast_db_type(connection)}[]" for c in columns]
+    params = [[o.pk for o in objs]] + [[c.get_db_prep_value(getattr(o, c.attname), connection) for o in objs]
+                                       for c in columns]
+    names = ", ".join(["id"] + [f"v{i}" for i in range(len(columns))])
+    sets = ", ".join(f"{qn(c.column)} = u.v{i}" for i, c in enumerate(columns))
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {table} AS t SET {sets} FROM unnest({', '.join(arrays)}) AS u({names})"
+                       f" WHERE t.{qn(pk.column)} = u.id", params)
+
+
 def account_paid_up(adv) -> bool:
     """Nothing failed or overdue, no arrears, and room on the credit line for an invoiced account."""
     from portal.models import BillingMethod
@@ -253,16 +432,22 @@ def _activate_pending_shop_credits(adv) -> int:
 
 
 def _notify_bill(adv, bill: Bill, kind: str) -> None:
-    from portal.notifications import Draft, notify_many
+    from portal.notifications import notify_many
 
-    notify_many([Draft(adv, kind, f"{kind}:{bill.pk}:{bill.attempts if kind == 'payment_failed' else 0}", {
+    notify_many([_bill_draft(adv, bill, kind)], skip_existing=True)
+
+
+def _bill_draft(adv, bill: Bill, kind: str):
+    from portal.notifications import Draft
+
+    return Draft(adv, kind, f"{kind}:{bill.pk}:{bill.attempts if kind == 'payment_failed' else 0}", {
         "amount": f"{bill.currency} {fmt(bill.amount, bill.currency)}",
         "bill_id": bill.pk,
         "bill_label": bill.get_kind_display().lower(),
         "number": bill.number or f"#{bill.pk}",
         "error": bill.last_error,
         "card": bill.card_last4,
-    }, f"/a/{adv.pk}/payments/bills/")], skip_existing=True)
+    }, f"/a/{adv.pk}/payments/bills/")
 
 
 def bill_pay(*, bill: Bill, at: datetime | None = None) -> Bill:
@@ -327,9 +512,30 @@ def charge_thresholds(*, at: datetime | None = None, chunk: int = 500) -> dict:
                     accrued -= adv.billing_threshold
             created = _bills_create(kind=BillKind.THRESHOLD, at=at, bills=bills)
         counts["bills"] += len(created)
-        for bill in created:
-            paid = bill_collect(bill_id=bill.pk, at=at).status == BillStatus.PAID
-            counts["paid" if paid else "failed"] += 1
+        for bill in _bills_collect(created, at=at):
+            counts["paid" if bill.status == BillStatus.PAID else "failed"] += 1
+
+
+def _bills_collect(bills: list[Bill], *, at: datetime) -> list[Bill]:
+    """`bill_collect` for a chunk's new bills (committed): one UPDATE counts the attempt of all,
+    the gateway is called for each outside any transaction under the bill's own key, and the
+    answers are booked together (`_book_result` with `more`). Returns the booked bills."""
+    if not bills:
+        return []
+    Bill.objects.filter(pk__in=[b.pk for b in bills]).exclude(status=BillStatus.PAID).update(
+        attempts=F("attempts") + 1)
+    cards = {pm.advertiser_id: pm for pm in PaymentMethod.objects.filter(advertiser_id__in={b.advertiser_id for b in bills})}
+    gateway = get_gateway()
+    attempts = []
+    for bill in bills:
+        pm = cards.get(bill.advertiser_id)
+        result = None if pm is None else gateway.charge(
+            amount=bill.amount, currency=bill.currency, card_number=pm.token, idempotency_key=bill.charge_key)
+        attempts.append(Attempt(bill.pk, bill.advertiser_id, result, pm.last4 if pm else ""))
+    first, *more = attempts
+    first.bill = _book_result(bill_id=first.bill_id, advertiser_id=first.advertiser_id, result=first.result,
+                              last4=first.last4, at=at, more=more)
+    return [a.bill for a in attempts]
 
 
 def charge_bill_dates(*, at: datetime | None = None, chunk: int = 500) -> dict:
