@@ -145,12 +145,31 @@ def ledger_post(posting: Posting) -> LedgerTransaction:
     return ledger_post_many([posting])[0]
 
 
+@dataclass(slots=True)
+class AccountRef:
+    """What `ledger_post_moves` reads of an account, for callers that select rows with
+    `.values_list` instead of building `LedgerAccount` instances (the expiry sweep reads 1,000
+    credit accounts a chunk). Its `balance` must be as current as a locked row's, and it is
+    moved like an instance's after the booking."""
+
+    pk: int
+    currency: str
+    normal: str
+    balance: Decimal
+    purpose: str
+    advertiser_id: int | None = None
+
+    def __str__(self) -> str:  # as LedgerAccount's, for LedgerError messages
+        return f"{Purpose(self.purpose).label} · adv {self.advertiser_id} · {self.currency}"
+
+
 @dataclass
 class Move:
-    """A transaction of two entries: `amount` debited to `debit` and credited to `credit`."""
+    """A transaction of two entries: `amount` debited to `debit` and credited to `credit`
+    (`LedgerAccount` instances or `AccountRef`s)."""
 
-    debit: LedgerAccount
-    credit: LedgerAccount
+    debit: LedgerAccount | AccountRef
+    credit: LedgerAccount | AccountRef
     amount: Decimal
     advertiser_id: int | None = None
     occurred_at: datetime | None = None

@@ -1,10 +1,11 @@
 """The credit part of the notifications (SPEC R36): issued, expiring soon, expired, withdrawn."""
 
+from datetime import datetime
 from decimal import Decimal
 
 from billing.money import fmt
 from portal.notifications import Draft, notify_many
-from promotions.models import Credit
+from promotions.models import Credit, CreditKind
 
 
 def money(currency: str, amount) -> str:
@@ -24,10 +25,18 @@ def _local(credit: Credit, t, pattern="%b %-d, %Y %H:%M") -> str:
     return t.astimezone(credit.advertiser.tz).strftime(pattern)
 
 
+# "free credit", "coupon", "discount": as `get_kind_display().lower()`, without Django's choice search.
+KIND_LABELS = {kind: label.lower() for kind, label in CreditKind.choices}
+
+
+def kind_label(kind: str) -> str:
+    return KIND_LABELS.get(kind, kind).lower()
+
+
 def _context(credit: Credit, amount) -> dict:
     return {
         "amount": money(credit.advertiser.currency, amount),
-        "kind_label": "discount" if credit.kind == "discount" else credit.get_kind_display().lower(),
+        "kind_label": kind_label(credit.kind),
         "credit_id": credit.pk,
         "valid_from": _local(credit, credit.valid_from),
         "expires_at": _local(credit, credit.expires_at),
@@ -52,22 +61,27 @@ def credit_expiring_draft(credit: Credit, remaining) -> Draft:
                  _context(credit, remaining), promotions_link(credit.advertiser_id))
 
 
-def credits_expired_draft(advertiser, expired: list[tuple[Credit, object]]) -> Draft:
+def credits_expired_draft(advertiser, expired: list[tuple[int, str, datetime, Decimal]]) -> Draft:
     """One email per advertiser per sweep, listing each credit and what it forfeited.
+
+    `expired` holds `(credit id, kind, expires_at, amount forfeited)` in the order to list them.
+    Only what `emails/credit_expired.txt` shows is built, once per advertiser: its time zone and
+    currency are looked up once, not per credit through `_context`.
 
     The key names the set of credits. A credit is forfeited once, so its smallest id belongs to
     one forfeiture only and the key is unique without naming the sweep (decision 0016).
     """
-    total = sum((amount for _, amount in expired), 0)
+    currency, tz = advertiser.currency, advertiser.tz
+    total = sum((amount for *_, amount in expired), 0)
     lines = [
-        {"credit_id": c.pk, "kind_label": _context(c, a)["kind_label"], "amount": money(advertiser.currency, a),
-         "date": _local(c, c.expires_at, "%b %-d, %Y")}
-        for c, a in expired
+        {"credit_id": pk, "kind_label": kind_label(kind), "amount": money(currency, amount),
+         "date": expires_at.astimezone(tz).strftime("%b %-d, %Y")}
+        for pk, kind, expires_at, amount in expired
     ]
-    ids = ",".join(str(c.pk) for c, _ in expired)
-    key = f"credit-expired:{ids}" if len(ids) <= 100 else f"credit-expired:{expired[0][0].pk}..{expired[-1][0].pk}:{len(expired)}"
+    ids = ",".join(str(row[0]) for row in expired)
+    key = f"credit-expired:{ids}" if len(ids) <= 100 else f"credit-expired:{expired[0][0]}..{expired[-1][0]}:{len(expired)}"
     return Draft(advertiser, "credit_expired", key,
-                 {"amount": money(advertiser.currency, total), "credits": lines}, promotions_link(advertiser.pk))
+                 {"amount": money(currency, total), "credits": lines}, promotions_link(advertiser.pk))
 
 
 def notify_credit_withdrawn(credit: Credit, remaining, reason: str) -> None:
