@@ -38,7 +38,7 @@ ZERO = Decimal(0)
 class CreditSummary:
     """The figures above the credit list, and how many credits each status filter holds."""
 
-    available: Decimal  # free credit and coupons that pay now
+    available: Decimal  # active free credit and coupons (a coupon pays only its assigned campaigns)
     discount_left: Decimal  # cap left on active discounts
     pending: Decimal
     frozen: Decimal  # credit and coupons held by a freeze
