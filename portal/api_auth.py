@@ -27,9 +27,8 @@ LAST_USED_TTL = 90 * 86400  # seconds the cache remembers a token's last use
 
 
 def user_for_token(raw):
-    """The token's user (with `api_token_advertiser_id`: None, or the one advertiser it acts
-    for), or None when the token is unknown, revoked or unusable. One query, and the time of use
-    noted in the cache (not the database: a refused request changes no row)."""
+    """The token's user (with `api_token_id`, and `api_token_advertiser_id`: None, or the one
+    advertiser it acts for), or None when the token is unknown, revoked or unusable. One query."""
     if not isinstance(raw, str) or not raw.strip():
         return None
     token = (
@@ -41,9 +40,8 @@ def user_for_token(raw):
         return None
     if token.advertiser_id is not None and token.user.is_staff:
         return None
-    cache.set(_last_used_key(token.pk), time.time(), timeout=LAST_USED_TTL)
     user = token.user
-    user.api_token_advertiser_id = token.advertiser_id
+    user.api_token_id, user.api_token_advertiser_id = token.pk, token.advertiser_id
     return user
 
 
@@ -78,9 +76,11 @@ class BearerTokenAuth(HttpBearer):
 
 def counted(user, raw):
     """A valid token's request counts against its rate limit (portal/ratelimit.py); over the
-    limit `RateLimited` is raised and the API answers 429."""
-    if user is not None:
-        token_hit(raw)
+    limit `RateLimited` is raised and the API answers 429. The first request of each rate window
+    notes the token's use in the cache (not the database: a refused request changes no row), so
+    "last used" costs one cache write a window, not one a request."""
+    if user is not None and token_hit(raw):
+        cache.set(_last_used_key(user.api_token_id), time.time(), timeout=LAST_USED_TTL)
     return user
 
 

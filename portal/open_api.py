@@ -39,11 +39,11 @@ from billing.bc import bc_cash_balance, bc_transfer, transfer_grant_check
 from billing.models import BCTransferType
 from billing.money import ZERO, fmt
 from portal import open_api_reads as reads
-from portal.api_auth import user_for_token
+from portal.api_auth import counted, user_for_token
 from portal.errors import BadInput, BusinessError, Forbidden, NotFound
 from portal.models import Advertiser, BCMembership, BusinessCenter, Membership, PAYMENTS_READ_ROLES
 from portal.permissions import advertiser_for, business_center_for, can, role_of, token_advertiser_id
-from portal.ratelimit import RateLimited, token_hit
+from portal.ratelimit import RateLimited
 
 log = logging.getLogger("portal.open_api")
 
@@ -131,7 +131,7 @@ def endpoint(method: str | None):
                 user = user_for_token(request.headers.get("Access-Token"))
                 if user is None:
                     raise OpenApiError(AUTH, "The Access-Token header is missing or not a valid token.", "invalid_token")
-                token_hit(request.headers["Access-Token"])
+                counted(user, request.headers["Access-Token"])
                 data = fn(request, user, *args, **kwargs)
             except RateLimited as exc:
                 code, message, reason, retry_after = RATE_LIMITED, str(exc), "rate_limited", exc.retry_after

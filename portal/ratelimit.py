@@ -37,13 +37,14 @@ def parse_rate(rate: str) -> tuple[int, int]:
     return int(count), UNITS[unit]
 
 
-def token_hit(raw_token: str, *, now: float | None = None) -> None:
-    """Count one request of this (valid) token; raise RateLimited once it is over the limit."""
+def token_hit(raw_token: str, *, now: float | None = None) -> bool:
+    """Count one request of this (valid) token; raise RateLimited once it is over the limit.
+    True for the first request of the token's window (the counter was just created)."""
     limit, window = parse_rate(settings.API_RATE_LIMIT)
     now = time.time() if now is None else now
     start = int(now // window) * window
     key = f"api-rate:{hash_token(raw_token.strip())}:{window}:{start}"
-    cache.add(key, 0, timeout=window + 5)
+    first = cache.add(key, 0, timeout=window + 5)
     try:
         count = cache.incr(key)
     except ValueError:  # expired between add and incr
@@ -51,3 +52,4 @@ def token_hit(raw_token: str, *, now: float | None = None) -> None:
         count = 1
     if count > limit:
         raise RateLimited(limit=limit, window=window, retry_after=max(1, math.ceil(start + window - now)))
+    return first
