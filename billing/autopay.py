@@ -25,6 +25,7 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from billing.deposits import campaigns_pause, campaigns_resume
 from billing.gateway import GatewayResult, get_gateway
 from billing.ledger import Move, Posting, advertiser_accounts, ledger_post, ledger_post_moves, lock_advertisers
 from billing.models import (
@@ -208,8 +209,6 @@ def _book_result(*, bill_id: int, advertiser_id: int, result, last4: str, at: da
 
 
 def _book_one(*, bill_id: int, advertiser_id: int, result, last4: str, at: datetime) -> Bill:
-    from portal.models import CampaignStatus
-
     with transaction.atomic():
         adv = lock_advertisers([advertiser_id])[advertiser_id]
         bill = Bill.objects.select_for_update().get(pk=bill_id)
@@ -236,8 +235,6 @@ def _book_one(*, bill_id: int, advertiser_id: int, result, last4: str, at: datet
                 _maybe_grow_threshold(adv, at)
                 _activate_pending_shop_credits(adv)
             if account_paid_up(adv):
-                from billing.deposits import campaigns_resume
-
                 campaigns_resume(advertiser=adv)
             _notify_bill(adv, bill, "bill_paid")
         else:
@@ -252,7 +249,7 @@ def _book_one(*, bill_id: int, advertiser_id: int, result, last4: str, at: datet
             adv.successful_payments = 0
             adv.save(update_fields=["failed_payments", "successful_payments"])
             if failures > settings.BILLING_PAUSE_AFTER_FAILURES:
-                adv.campaigns.filter(status=CampaignStatus.ACTIVE).update(status=CampaignStatus.PAUSED_FUNDS)
+                campaigns_pause(advertiser=adv)
             from promotions.freeze import AUTO_FREEZE_AFTER_FAILED_PAYMENTS, credit_freeze
 
             if failures >= AUTO_FREEZE_AFTER_FAILED_PAYMENTS and not adv.credit_frozen:
@@ -302,8 +299,6 @@ def _book_chunk(attempts: list[Attempt], *, at: datetime) -> None:
                 Credit.objects.filter(advertiser_id__in=paid, source=CreditSource.SHOP,
                                       status=CreditStatus.PENDING).update(status=CreditStatus.ACTIVE,
                                                                           valid_from=timezone.now())
-                from billing.deposits import campaigns_resume
-
                 paused = Campaign.objects.filter(advertiser_id__in=paid, status=CampaignStatus.PAUSED_FUNDS)
                 for pk in sorted(set(paused.values_list("advertiser_id", flat=True))):
                     if account_paid_up(advertisers[pk]):

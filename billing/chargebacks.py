@@ -20,6 +20,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from billing.deposits import campaigns_pause
 from billing.ledger import Posting, advertiser_accounts, ledger_post, lock_advertisers
 from billing.models import Bill, BillStatus, Chargeback, Deposit, Purpose, TxKind
 from billing.money import fmt
@@ -111,8 +112,6 @@ def _bill_reversal(adv, acc, bill: Bill, reference: str, reason: str, at: dateti
 
 
 def _deposit_reversal(adv, acc, deposit: Deposit, reference: str, reason: str, at: datetime):
-    from portal.models import CampaignStatus
-
     if not deposit.card_last4:
         raise BusinessError("not_a_card_payment", "Only a deposit paid by card can be charged back.")
     if Chargeback.objects.filter(deposit=deposit).exists():
@@ -125,7 +124,7 @@ def _deposit_reversal(adv, acc, deposit: Deposit, reference: str, reason: str, a
     p.move(debit=acc[Purpose.ARREARS], credit=acc[Purpose.SETTLEMENT], amount=to_arrears)
     tx = ledger_post(p)
     if to_arrears:
-        adv.campaigns.filter(status=CampaignStatus.ACTIVE).update(status=CampaignStatus.PAUSED_FUNDS)
+        campaigns_pause(advertiser=adv)
     chargeback = Chargeback(reference=reference, advertiser=adv, deposit=deposit, amount=deposit.amount,
                             currency=adv.currency, reason=reason, transaction=tx, created_at=at)
     return chargeback, {"deposit": deposit.pk}, {"deposit": deposit.pk, "cash_taken_back": str(from_cash),

@@ -72,6 +72,13 @@ def deposit_create(*, advertiser, amount, idempotency_key: str, source: str = "a
     return deposit
 
 
+def campaigns_pause(*, advertiser) -> int:
+    """Active campaigns go to `paused_funds` while the account cannot pay (R13, R26, R27)."""
+    from portal.models import CampaignStatus
+
+    return advertiser.campaigns.filter(status=CampaignStatus.ACTIVE).update(status=CampaignStatus.PAUSED_FUNDS)
+
+
 def campaigns_resume(*, advertiser) -> int:
     """Campaigns paused by billing come back once the account owes nothing (R3, R13)."""
     from portal.models import CampaignStatus

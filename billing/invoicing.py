@@ -15,6 +15,7 @@ from django.db import transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
 
+from billing.deposits import campaigns_pause
 from billing.ledger import lock_advertisers
 from billing.models import (
     Bill,
@@ -96,7 +97,7 @@ def invoice_issue(*, advertiser, at: datetime) -> Bill | None:
 def issue_monthly_invoices(*, at: datetime | None = None, chunk: int = 200) -> dict:
     """Job (R27, R33): on the 1st (account time zone) invoice last month; mark overdue invoices
     and pause their delivery. Safe to run again or concurrently: one invoice per account and month."""
-    from portal.models import Advertiser, AdvertiserStatus, BillingMethod, CampaignStatus
+    from portal.models import Advertiser, AdvertiserStatus, BillingMethod
 
     at = at or timezone.now()
     counts = {"issued": 0, "overdue": 0}
@@ -124,7 +125,7 @@ def issue_monthly_invoices(*, at: datetime | None = None, chunk: int = 200) -> d
         with transaction.atomic():
             adv = lock_advertisers([adv_id])[adv_id]
             n = overdue.filter(advertiser=adv).update(status=BillStatus.OVERDUE)
-            adv.campaigns.filter(status=CampaignStatus.ACTIVE).update(status=CampaignStatus.PAUSED_FUNDS)
+            campaigns_pause(advertiser=adv)
             counts["overdue"] += n
     return counts
 
