@@ -577,16 +577,12 @@ class AdvertiserAdmin(AuditedAdminMixin, StaffRoleAdmin):
         bills = list(Bill.objects.filter(advertiser=obj).order_by("-issued_at", "-pk")[:RECENT_BILLS])
         if not bills:
             return "No bills yet."
-        rows = format_html_join("", '<tr><td><a href="{}">{}</a></td><td>{}</td><td>{}</td><td>{} {}</td><td>{}</td></tr>', (
-            (reverse("admin:billing_bill_change", args=[b.pk]), b.number or f"#{b.pk}", b.get_kind_display(),
-             b.issued_at.strftime("%Y-%m-%d %H:%M UTC"), fmt(b.amount, b.currency), b.currency, b.get_status_display())
-            for b in bills
-        ))
-        return format_html(
-            '<table class="recent-bills"><thead><tr><th>Bill</th><th>Kind</th><th>Issued</th><th>Amount</th>'
-            "<th>Status</th></tr></thead><tbody>{}</tbody></table>"
-            '<p><a href="{}">All bills</a></p>',
-            rows, reverse("admin:billing_bill_changelist") + f"?advertiser__id__exact={obj.pk}",
+        return _linked_table(
+            "recent-bills", ["Bill", "Kind", "Issued", "Amount", "Status"],
+            ((reverse("admin:billing_bill_change", args=[b.pk]), b.number or f"#{b.pk}", b.get_kind_display(),
+              b.issued_at.strftime("%Y-%m-%d %H:%M UTC"), f"{fmt(b.amount, b.currency)} {b.currency}",
+              b.get_status_display()) for b in bills),
+            all_url=reverse("admin:billing_bill_changelist") + f"?advertiser__id__exact={obj.pk}", all_label="All bills",
         )
 
     @admin.display(description="Credits")
@@ -597,20 +593,14 @@ class AdvertiserAdmin(AuditedAdminMixin, StaffRoleAdmin):
                        .order_by("-created_at", "-pk")[:RECENT_CREDITS])
         if not credits:
             return "No credits yet."
-        rows = format_html_join(
-            "", '<tr><td><a href="{}">#{}</a></td><td>{}</td><td>{}</td><td>{} {}</td><td>{} {}</td><td>{}</td>'
-                "<td>{}</td></tr>", (
-                (reverse("admin:promotions_credit_change", args=[c.pk]), c.pk, c.get_kind_display(),
-                 c.get_source_display(), fmt(c.amount, obj.currency), obj.currency,
-                 fmt(c.ledger_account.balance, obj.currency), obj.currency, c.expires_at.strftime("%Y-%m-%d %H:%M UTC"),
-                 c.get_status_display())
-                for c in credits
-            ))
-        return format_html(
-            '<table class="credits"><thead><tr><th>Credit</th><th>Kind</th><th>Source</th><th>Amount</th>'
-            "<th>Remaining</th><th>Expires</th><th>Status</th></tr></thead><tbody>{}</tbody></table>"
-            '<p><a href="{}">All credits</a></p>',
-            rows, reverse("admin:promotions_credit_changelist") + f"?advertiser__id__exact={obj.pk}",
+        cur = obj.currency
+        return _linked_table(
+            "credits", ["Credit", "Kind", "Source", "Amount", "Remaining", "Expires", "Status"],
+            ((reverse("admin:promotions_credit_change", args=[c.pk]), f"#{c.pk}", c.get_kind_display(),
+              c.get_source_display(), f"{fmt(c.amount, cur)} {cur}", f"{fmt(c.ledger_account.balance, cur)} {cur}",
+              c.expires_at.strftime("%Y-%m-%d %H:%M UTC"), c.get_status_display()) for c in credits),
+            all_url=reverse("admin:promotions_credit_changelist") + f"?advertiser__id__exact={obj.pk}",
+            all_label="All credits",
         )
 
     @admin.display(description="Recent ledger transactions")
@@ -618,30 +608,27 @@ class AdvertiserAdmin(AuditedAdminMixin, StaffRoleAdmin):
         txs = list(LedgerTransaction.objects.filter(advertiser=obj).order_by("-created_at", "-pk")[:RECENT_TRANSACTIONS])
         if not txs:
             return "No transactions yet."
-        rows = format_html_join(
-            "",
-            '<tr><td><a href="{}">#{}</a></td><td>{}</td><td>{}</td><td>{} {}</td><td>{}</td></tr>',
-            (
-                (
-                    reverse("admin:billing_ledgertransaction_change", args=[tx.pk]),
-                    tx.pk,
-                    tx.get_kind_display(),
-                    tx.occurred_at.strftime("%Y-%m-%d %H:%M UTC"),
-                    fmt(tx.amount, tx.currency),
-                    tx.currency,
-                    tx.memo,
-                )
-                for tx in txs
-            ),
+        return _linked_table(
+            "recent-transactions", ["Transaction", "Kind", "Occurred", "Amount", "Memo"],
+            ((reverse("admin:billing_ledgertransaction_change", args=[tx.pk]), f"#{tx.pk}", tx.get_kind_display(),
+              tx.occurred_at.strftime("%Y-%m-%d %H:%M UTC"), f"{fmt(tx.amount, tx.currency)} {tx.currency}", tx.memo)
+             for tx in txs),
+            all_url=reverse("admin:billing_ledgertransaction_changelist") + f"?advertiser__id__exact={obj.pk}",
+            all_label="All transactions",
         )
-        all_url = reverse("admin:billing_ledgertransaction_changelist") + f"?advertiser__id__exact={obj.pk}"
-        return format_html(
-            '<table class="recent-transactions"><thead><tr><th>Transaction</th><th>Kind</th><th>Occurred</th>'
-            "<th>Amount</th><th>Memo</th></tr></thead><tbody>{}</tbody></table>"
-            '<p><a href="{}">All transactions</a></p>',
-            rows,
-            all_url,
-        )
+
+
+def _linked_table(css_class: str, headers: list[str], rows, *, all_url: str, all_label: str):
+    """A read-only table of the advertiser page: each row is (link, label, *cells), the first cell
+    linked to the object's admin page; under it a link to the whole list."""
+    body = format_html_join("", "<tr><td><a href=\"{}\">{}</a></td>{}</tr>", (
+        (link, label, format_html_join("", "<td>{}</td>", ((cell,) for cell in cells)))
+        for link, label, *cells in rows
+    ))
+    return format_html(
+        '<table class="{}"><thead><tr>{}</tr></thead><tbody>{}</tbody></table><p><a href="{}">{}</a></p>',
+        css_class, format_html_join("", "<th>{}</th>", ((h,) for h in headers)), body, all_url, all_label,
+    )
 
 
 class CampaignForm(AuditedForm):
