@@ -30,7 +30,7 @@ KIND_LABELS = {kind: label.lower() for kind, label in CreditKind.choices}
 
 
 def kind_label(kind: str) -> str:
-    return KIND_LABELS.get(kind, kind).lower()
+    return KIND_LABELS.get(kind, kind)
 
 
 def _context(credit: Credit, amount) -> dict:
