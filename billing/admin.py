@@ -9,7 +9,7 @@ stay fast as the ledger grows.
 from django import forms
 from django.contrib import admin
 from django.contrib.admin import ActionLocation
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html, format_html_join
 
 from billing.chargebacks import chargeback_record
@@ -29,6 +29,7 @@ from billing.models import (
 from billing.money import fmt
 from portal.admin import ReadOnlyAdmin as StaffReadOnlyAdmin
 from portal.admin import ReasonForm, StaffRolePermissions, action_with_reason
+from portal import inputs
 from portal.errors import BusinessError
 from portal.permissions import staff_can
 
@@ -236,6 +237,16 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
                 link = reverse("admin:billing_ledgertransaction_change", args=[d["transaction_id"]])
                 rows.append(("Unbalanced transaction", link, f"transaction #{d['transaction_id']}",
                              f"debits − credits = {d['debits_minus_credits']} {d['currency']}"))
+            elif d.get("kind") in ("timestamp_out_of_range", "program_out_of_range"):
+                app_label, model_name = d["model"].split(".")
+                try:
+                    link = reverse(f"admin:{app_label}_{model_name}_change", args=[d["row"]])
+                except NoReverseMatch:
+                    link = ""
+                what = (f"{', '.join(d['columns'])} outside {inputs.TIMESTAMP_MIN:%Y-%m-%d}…{inputs.TIMESTAMP_MAX:%Y-%m-%d}"
+                        if d["kind"] == "timestamp_out_of_range"
+                        else f"window {d['window_days']} days, validity {d['reward_validity_days']} days")
+                rows.append(("Value out of range", link, f"{d['model']} #{d['row']}", what))
             else:
                 link = reverse("admin:billing_ledgeraccount_change", args=[d["account_id"]])
                 owner = (f"advertiser {d['advertiser_id']}" if d.get("advertiser_id")

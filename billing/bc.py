@@ -13,10 +13,11 @@ from decimal import Decimal, InvalidOperation
 
 from django.db import transaction
 
-from billing.deposits import _check_key, campaigns_resume, deposit_limits
+from billing.deposits import campaigns_resume, deposit_limits
 from billing.ledger import Posting, advertiser_accounts, ledger_post, lock_advertisers
-from billing.models import BCDeposit, BCTransfer, BCTransferType, Deposit, LedgerAccount, Purpose, TxKind
+from billing.models import BC_TRANSFER, BCDeposit, BCTransfer, BCTransferType, Deposit, LedgerAccount, Purpose, TxKind
 from billing.money import ZERO, fmt, parse_amount
+from portal import inputs
 from portal.errors import BadInput, BusinessError, Conflict, NotFound
 
 
@@ -38,7 +39,7 @@ def bc_deposit_create(*, business_center, amount, idempotency_key: str) -> BCDep
     from portal.models import BusinessCenter
 
     amount = parse_amount(amount, business_center.currency)
-    key = _check_key(idempotency_key)
+    key = inputs.key(idempotency_key, max_length=inputs.max_length(BCDeposit, "idempotency_key"))
     with transaction.atomic():
         bc = BusinessCenter.objects.select_for_update().get(pk=business_center.pk)
         prior = BCDeposit.objects.filter(business_center=bc, idempotency_key=key).first()
@@ -66,12 +67,6 @@ def bc_deposit_create(*, business_center, amount, idempotency_key: str) -> BCDep
 # --- transfers between a Business Center and its advertisers (`POST /open_api/v1.3/bc/transfer/`) ---------
 
 REQUEST_ID_MAX = 64
-
-
-def _check_request_id(request_id) -> str:
-    if not isinstance(request_id, str) or not request_id.strip() or len(request_id) > REQUEST_ID_MAX:
-        raise BadInput("invalid_request_id", f"request_id must be a non-empty string of at most {REQUEST_ID_MAX} characters.")
-    return request_id
 
 
 def bc_transfer(
@@ -106,14 +101,11 @@ def bc_transfer(
     transfer_grant_check(grant_amount)
     if transfer_type not in BCTransferType.values:
         raise BadInput("invalid_transfer_type", "transfer_type must be RECHARGE or REFUND.")
-    key = _check_request_id(request_id)
+    key = inputs.key(request_id, field="request_id", max_length=REQUEST_ID_MAX, code="invalid_request_id")
     amount = parse_amount(cash_amount, business_center.currency, field="cash_amount")
     with transaction.atomic():
         bc = BusinessCenter.objects.select_for_update().get(pk=business_center.pk)
-        try:
-            adv_pk = int(str(advertiser_id))
-        except (TypeError, ValueError):
-            raise BadInput("invalid_advertiser_id", "advertiser_id must be an advertiser id.") from None
+        adv_pk = inputs.object_id(advertiser_id, field="advertiser_id", code="invalid_advertiser_id")
         if not Advertiser.objects.filter(pk=adv_pk, business_center=bc).exists():
             raise NotFound("advertiser in this Business Center")
         adv = lock_advertisers([adv_pk])[adv_pk]
@@ -156,7 +148,7 @@ def bc_transfer(
             p.move(debit=acc[Purpose.SETTLEMENT], credit=acc[Purpose.CASH], amount=amount - to_arrears)
             tx = ledger_post(p)
             Deposit.objects.create(advertiser=adv, amount=amount, idempotency_key=f"bc-transfer:{bc.pk}:{key}",
-                                   source="bc_transfer", transaction=tx)
+                                   source=BC_TRANSFER, transaction=tx)
             if acc[Purpose.ARREARS].balance == 0:
                 campaigns_resume(advertiser=adv)
         else:

@@ -7,20 +7,15 @@ from django.db import transaction
 from django.utils import timezone
 
 from billing.ledger import Posting, advertiser_accounts, ledger_post, ledger_post_many, lock_advertisers
-from billing.models import Deposit, Purpose, TxKind
+from billing.models import BC_TRANSFER, Deposit, Purpose, TxKind
 from billing.money import fmt, parse_amount
+from portal import inputs
 from portal.errors import BadInput, BusinessError, Conflict
 
 
 def deposit_limits(currency: str) -> tuple[Decimal, Decimal]:
     low, high = settings.DEPOSIT_LIMITS.get(currency, settings.DEFAULT_DEPOSIT_LIMITS)
     return Decimal(low), Decimal(high)
-
-
-def _check_key(idempotency_key) -> str:
-    if not isinstance(idempotency_key, str) or not idempotency_key.strip() or len(idempotency_key) > 100:
-        raise BadInput("invalid_idempotency_key", "idempotency_key must be a non-empty string of at most 100 characters.")
-    return idempotency_key
 
 
 def deposit_create(*, advertiser, amount, idempotency_key: str, source: str = "api", card_last4: str = "") -> Deposit:
@@ -32,10 +27,11 @@ def deposit_create(*, advertiser, amount, idempotency_key: str, source: str = "a
     from portal.models import AdvertiserStatus, BillingMethod
 
     amount = parse_amount(amount, advertiser.currency)
-    key = _check_key(idempotency_key)
+    key = inputs.key(idempotency_key, max_length=inputs.max_length(Deposit, "idempotency_key"))
     with transaction.atomic():
         adv = lock_advertisers([advertiser.pk])[advertiser.pk]
-        prior = Deposit.objects.filter(advertiser=adv, idempotency_key=key).first()
+        # A BC transfer's deposit row has a key space of its own (its BCTransfer's request id).
+        prior = Deposit.objects.filter(advertiser=adv, idempotency_key=key).exclude(source=BC_TRANSFER).first()
         if prior is not None:
             if prior.amount != amount:
                 raise Conflict(

@@ -153,8 +153,15 @@ class LedgerEntry(models.Model):
         ]
 
 
+BC_TRANSFER = "bc_transfer"  # Deposit.source of a Business Center's recharge
+
+
 class Deposit(models.Model):
-    """Money loaded into a manual-payment account (R23), idempotent by key per advertiser."""
+    """Money loaded into a manual-payment account (R23), idempotent by key per advertiser.
+
+    Two key spaces (decision 0019): the advertiser's own deposits (api, web, simulator) and the
+    recharges of its Business Center (`bc_transfer`, keyed by the transfer's request id). A key
+    in one never answers for, or collides with, the same key in the other."""
 
     advertiser = models.ForeignKey("portal.Advertiser", on_delete=models.PROTECT, related_name="deposits")
     amount = models.DecimalField(max_digits=20, decimal_places=4)
@@ -166,7 +173,10 @@ class Deposit(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["advertiser", "idempotency_key"], name="deposit_idempotency_key_unique"),
+            models.UniqueConstraint(fields=["advertiser", "idempotency_key"], condition=~Q(source=BC_TRANSFER),
+                                    name="deposit_idempotency_key_unique"),
+            models.UniqueConstraint(fields=["advertiser", "idempotency_key"], condition=Q(source=BC_TRANSFER),
+                                    name="deposit_bc_transfer_key_unique"),
             models.CheckConstraint(condition=Q(amount__gt=0), name="deposit_amount_gt_0"),
         ]
 

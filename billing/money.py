@@ -5,6 +5,7 @@ to the currency's minor unit; it is used for percentage discounts (R7), so a dis
 a fraction of a cent more than its percentage.
 """
 
+import re
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
 
 from portal.errors import BadInput
@@ -19,6 +20,9 @@ MINOR_UNITS: dict[str, int] = {
 }
 
 ZERO = Decimal(0)
+# The one written form of an amount (API.md): digits, optionally a point and more digits. No sign,
+# exponent, underscore, space or bare point — `Decimal` would take all of those (decision 0019).
+AMOUNT_SYNTAX = re.compile(r"[0-9]+(\.[0-9]+)?")
 FLOAT_EXACT_DIGITS = 15  # DBL_DIG: any decimal of up to 15 significant digits survives a double
 
 
@@ -35,27 +39,41 @@ def quantum(currency: str) -> Decimal:
 def parse_amount(value, currency: str, *, field: str = "amount", allow_zero: bool = False) -> Decimal:
     """Parse a user-supplied amount exactly, or raise BadInput naming the problem.
 
-    Accepts a decimal string ("12.50") or an integer. A float (a JSON number) is read through its
-    shortest decimal representation, and only when that representation has at most 15 significant
-    digits — the most a double keeps exactly — so the amount recorded is the one the client wrote
-    (decision 0004). Refuses more places than the currency allows, zero (unless `allow_zero`),
-    negatives, NaN and infinity.
+    Accepts a decimal string written `^[0-9]+(\\.[0-9]+)?$` ("12.50"), an integer, or a `Decimal`. A float (a
+    JSON number, as the TikTok surface sends) is read through its shortest decimal representation,
+    and only when that has at most 15 significant digits — the most a double keeps exactly — so the
+    amount recorded is the one the client wrote (decision 0004). Refuses any other spelling
+    ("1_000", " 25 ", "+25", "2.5e1", "25."), more places than the currency allows, zero (unless
+    `allow_zero`), negatives, NaN and infinity.
     """
     check_currency(currency)
     if isinstance(value, bool) or value is None:
         raise BadInput("invalid_amount", f"{field} must be a decimal string such as \"12.50\".")
     if isinstance(value, float):
-        value = repr(value)
-        exact = Decimal(value)
-        if exact.is_finite() and len(exact.normalize().as_tuple().digits) > FLOAT_EXACT_DIGITS:
+        text = repr(value)
+        try:
+            exact = Decimal(text)
+        except InvalidOperation:
+            raise BadInput("invalid_amount", f"{field} {text} is not a decimal number.") from None
+        if not exact.is_finite():
+            raise BadInput("invalid_amount", f"{field} must be a finite number.")
+        if len(exact.normalize().as_tuple().digits) > FLOAT_EXACT_DIGITS:
             raise BadInput(
                 "invalid_amount",
-                f"{field} {value} has more digits than a JSON number holds exactly: send it as a decimal string.",
+                f"{field} {text} has more digits than a JSON number holds exactly: send it as a decimal string.",
             )
-    try:
-        amount = Decimal(str(value).strip())
-    except (InvalidOperation, ValueError):
-        raise BadInput("invalid_amount", f"{field} {value!r} is not a decimal number.") from None
+        amount = exact
+    elif isinstance(value, Decimal):  # already parsed (a form's cleaned value, a stored amount)
+        amount = value
+    elif isinstance(value, int):
+        amount = Decimal(value)
+    elif isinstance(value, str) and len(value) <= 40 and AMOUNT_SYNTAX.fullmatch(value):
+        amount = Decimal(value)
+    elif isinstance(value, str) and value.startswith("-") and AMOUNT_SYNTAX.fullmatch(value[1:41]):
+        raise BadInput("invalid_amount", f"{field} must be positive, got {value}.")
+    else:
+        shown = repr(value[:40]) if isinstance(value, str) else type(value).__name__
+        raise BadInput("invalid_amount", f"{field} {shown} is not a decimal number written like \"12.50\".")
     if not amount.is_finite():
         raise BadInput("invalid_amount", f"{field} must be a finite number.")
     places = MINOR_UNITS[currency]

@@ -2,6 +2,11 @@
 that every transaction sums to zero per currency. Differences are logged and recorded in a
 ReconciliationRun for the support console — never silently fixed.
 
+It also lists rows holding values the doors no longer accept (issue 9, decision 0019): a
+timestamp outside `portal.inputs.TIMESTAMP_MIN`…`TIMESTAMP_MAX` in any table of the portal's
+apps, and a ladder program whose window or reward validity is longer than the programs' bound.
+Such rows were written before the bounds; pages read them (portal/dbtypes.py), staff correct them.
+
 Each chunk reads the stored balances and the entries in one REPEATABLE READ snapshot (on
 PostgreSQL), so charges booked while it runs never show up as false differences.
 """
@@ -9,10 +14,14 @@ PostgreSQL), so charges booked while it runs never show up as false differences.
 import logging
 from decimal import Decimal
 
-from django.db import connection, transaction
+from django.apps import apps
+from django.db import connection, models, transaction
 from django.utils import timezone
 
 from billing.models import LedgerAccount, LedgerTransaction, ReconciliationRun
+from portal import inputs
+
+CHECKED_APPS = ("portal", "billing", "promotions")
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +57,35 @@ def _max_id(model) -> int:
     return last or 0
 
 
+def out_of_range_rows(limit: int = 100) -> list[dict]:
+    """Rows whose timestamps lie outside the accepted range, one scan per table (at most `limit`
+    rows a table), and programs with out-of-range day counts."""
+    found = []
+    for config in (apps.get_app_config(label) for label in CHECKED_APPS):
+        for model in config.get_models():
+            columns = [f.column for f in model._meta.concrete_fields if isinstance(f, models.DateTimeField)]
+            if not columns:
+                continue
+            table = model._meta.db_table
+            outside = " OR ".join(f"({c} < %s OR {c} >= %s)" for c in columns)
+            flags = ", ".join(f"({c} < %s OR {c} >= %s)" for c in columns)
+            bounds = [inputs.TIMESTAMP_MIN, inputs.TIMESTAMP_MAX] * len(columns)
+            with connection.cursor() as cur:
+                cur.execute(f"SELECT {model._meta.pk.column}, {flags} FROM {table} WHERE {outside} "
+                            f"ORDER BY 1 LIMIT {int(limit)}", bounds + bounds)
+                for pk, *bad in cur.fetchall():
+                    found.append({"kind": "timestamp_out_of_range", "table": table, "row": pk,
+                                  "model": model._meta.label_lower,
+                                  "columns": [c for c, b in zip(columns, bad) if b]})
+    Program = apps.get_model("promotions", "Program")
+    for pk, window, validity in (Program.objects.filter(models.Q(window_days__gt=inputs.PROGRAM_DAYS_MAX)
+                                                        | models.Q(reward_validity_days__gt=inputs.PROGRAM_DAYS_MAX))
+                                 .values_list("pk", "window_days", "reward_validity_days")[:limit]):
+        found.append({"kind": "program_out_of_range", "table": Program._meta.db_table, "row": pk,
+                      "model": Program._meta.label_lower, "window_days": window, "reward_validity_days": validity})
+    return found
+
+
 def reconcile_ledger(*, at=None, chunk: int = 20000) -> dict:
     run = ReconciliationRun.objects.create(started_at=at or timezone.now())
     differences = []
@@ -70,6 +108,7 @@ def reconcile_ledger(*, at=None, chunk: int = 20000) -> dict:
             for tx_id, currency, total in cur.fetchall():
                 differences.append({"kind": "unbalanced", "transaction_id": tx_id, "currency": currency,
                                     "debits_minus_credits": str(Decimal(total))})
+    differences += out_of_range_rows()
     for d in differences:
         log.error("ledger reconciliation difference: %s", d)
     run.accounts_checked = LedgerAccount.objects.count()

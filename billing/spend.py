@@ -19,9 +19,11 @@ from billing.ledger import Posting, advertiser_accounts, ledger_post_many, lock_
 from billing.models import DEBIT, Purpose, SpendEvent, SpendKind, TxKind
 from billing.money import ZERO, parse_amount
 from billing.waterfall import Allocation, Charge, CreditState, Funds, allocate
+from portal import inputs
 from portal.errors import BadInput, Conflict
 
 MAX_FUTURE_SKEW = timedelta(hours=1)
+EVENT_ID_MAX = 128  # SpendEvent.event_id
 
 
 @dataclass
@@ -60,24 +62,9 @@ def _bad(index: int, code: str, message: str) -> BadInput:
 
 def _parse_id(value, index: int, name: str) -> int:
     try:
-        out = int(str(value))
-    except (TypeError, ValueError):
-        raise _bad(index, "invalid_event", f"{name} must be an id, got {value!r}.") from None
-    if out <= 0:
-        raise _bad(index, "invalid_event", f"{name} must be an id, got {value!r}.")
-    return out
-
-
-def parse_timestamp(value, *, field: str) -> datetime:
-    if not isinstance(value, str):
-        raise BadInput("invalid_timestamp", f"{field} must be an ISO 8601 timestamp with offset.")
-    try:
-        t = datetime.fromisoformat(value)
-    except ValueError:
-        raise BadInput("invalid_timestamp", f"{field} {value!r} is not an ISO 8601 timestamp.") from None
-    if t.tzinfo is None:
-        raise BadInput("invalid_timestamp", f"{field} {value!r} has no UTC offset.")
-    return t
+        return inputs.object_id(value, field=name, code="invalid_event")
+    except BadInput as e:
+        raise _bad(index, e.code, e.message) from None
 
 
 def spend_validate(raw_events) -> list[SpendIn]:
@@ -98,11 +85,12 @@ def spend_validate(raw_events) -> list[SpendIn]:
         for name in ("event_id", "advertiser_id", "campaign_id", "amount", "currency", "occurred_at"):
             if raw.get(name) in (None, ""):
                 raise _bad(i, "invalid_event", f"{name} is required.")
-        event_id = raw["event_id"]
-        if not isinstance(event_id, str) or len(event_id) > 128:
-            raise _bad(i, "invalid_event", "event_id must be a string of at most 128 characters.")
+        try:
+            event_id = inputs.key(raw["event_id"], field="event_id", max_length=EVENT_ID_MAX, code="invalid_event")
+        except BadInput as e:
+            raise _bad(i, e.code, e.message) from None
         kind = raw.get("kind") or SpendKind.AD_SPEND
-        if kind not in SpendKind.values:
+        if not isinstance(kind, str) or kind not in SpendKind.values:
             raise _bad(i, "invalid_event", f"kind must be ad_spend or fee, got {kind!r}.")
         parsed.append((i, raw, event_id, kind, _parse_id(raw["advertiser_id"], i, "advertiser_id"),
                        _parse_id(raw["campaign_id"], i, "campaign_id")))
@@ -122,7 +110,7 @@ def spend_validate(raw_events) -> list[SpendIn]:
             raise _bad(i, "currency_mismatch", f"currency {currency!r} is not the account's currency {adv.currency}.")
         try:
             amount = parse_amount(raw["amount"], currency)
-            occurred_at = parse_timestamp(raw["occurred_at"], field="occurred_at")
+            occurred_at = inputs.timestamp(raw["occurred_at"], field="occurred_at")
         except BadInput as e:
             raise _bad(i, e.code, e.message) from None
         if occurred_at > now + MAX_FUTURE_SKEW:

@@ -31,6 +31,7 @@ from django.utils.html import format_html, format_html_join
 from billing.autopay import threshold_changes_this_month
 from billing.models import Bill, LedgerTransaction
 from billing.money import check_currency, fmt, parse_amount
+from portal import inputs
 from billing.selectors import advertiser_balances
 from billing.switching import billing_settings_set
 from portal.audit import audit_record
@@ -346,6 +347,8 @@ class AdvertiserForm(AuditedForm):
     class Meta:
         model = Advertiser
         fields = "__all__"
+        # amounts as typed, read by parse_amount like every other door's (issue 9)
+        field_classes = {"credit_line_limit": inputs.AmountField, "billing_threshold": inputs.AmountField}
 
     def clean_currency(self):
         try:
@@ -380,7 +383,7 @@ class AdvertiserForm(AuditedForm):
             value = data.get(name)
             if value is not None and name in self.changed_data:
                 try:
-                    data[name] = parse_amount(format(value.normalize(), "f"), currency, field=name.replace("_", " "),
+                    data[name] = parse_amount(value, currency, field=name.replace("_", " "),
                                               allow_zero=name == "credit_line_limit")
                 except BadInput as e:
                     self.add_error(name, e.message)

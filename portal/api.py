@@ -9,11 +9,13 @@ the HTTP status of API.md: 400 bad input, 401 no/invalid token, 403 role does no
 import functools
 import json
 
+from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, HttpResponseNotAllowed
 from ninja import NinjaAPI, Router, Status
 from ninja.parser import Parser
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
+from portal import inputs
 from portal.api_auth import require_staff, token_auth
 from portal.api_schemas import (
     AdvertiserIn,
@@ -70,37 +72,12 @@ def _json_method_not_allowed(view):
     return wrapper
 
 
-class UnencodableText(ValueError):
-    pass
-
-
-def _unstorable(value) -> bool:
-    """A NUL character or a lone UTF-16 surrogate: valid JSON escapes no text column can store."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            return True
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return True
-        return False
-    if isinstance(value, dict):
-        return any(_unstorable(k) or _unstorable(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_unstorable(v) for v in value)
-    return False
-
-
 class PortalParser(Parser):
-    """A body whose text holds `\\u0000` or a lone surrogate (`\\ud921`) is refused as bad input
-    (400 `invalid_text`) instead of failing in PostgreSQL with a 500 (found by schemathesis)."""
+    """Bodies are read by `inputs.json_body`: too large, too deep, not JSON, or holding text no
+    column can store (`\\u0000`, a lone surrogate) is refused with its own code (issue 9)."""
 
     def parse_body(self, request):
-        data = super().parse_body(request)
-        if _unstorable(data):
-            raise UnencodableText("The request body holds text that cannot be stored (a NUL character or a lone "
-                                  "surrogate escape).")
-        return data
+        return inputs.json_body(request.body)
 
 
 api = PortalAPI(
@@ -124,7 +101,7 @@ api = PortalAPI(
 # --- errors ------------------------------------------------------------------------------------
 
 STATUS_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-                409: "conflict", 422: "unprocessable", 429: "too_many_requests"}
+                409: "conflict", 413: "body_too_large", 422: "unprocessable", 429: "too_many_requests"}
 
 
 def error_response(request, status: int, code: str, message: str, **extra):
@@ -155,12 +132,18 @@ def _unauthorized(request, exc):
     )
 
 
+@api.exception_handler(RequestDataTooBig)
+def _body_too_large(request, exc):
+    refusal = inputs.BodyTooLarge()
+    return error_response(request, refusal.status, refusal.code, refusal.message)
+
+
 @api.exception_handler(HttpError)
 def _http_error(request, exc: HttpError):
-    if isinstance(exc.__cause__, UnencodableText):
-        return error_response(request, 400, "invalid_text", str(exc.__cause__))
-    if exc.status_code == 400 and str(exc).startswith("Cannot parse request body"):
-        return error_response(request, 400, "malformed_json", "The request body is not valid JSON.")
+    if isinstance(exc.__cause__, BusinessError):  # the body parser's refusal (inputs.json_body)
+        return _business_error(request, exc.__cause__)
+    if isinstance(exc.__cause__, RequestDataTooBig):
+        return _body_too_large(request, exc.__cause__)
     return error_response(request, exc.status_code, STATUS_CODES.get(exc.status_code, "error"), str(exc))
 
 
@@ -240,20 +223,16 @@ def bc_member_add_view(request, id: str, payload: BCMemberIn):
 
 @accounts.post("/advertisers", response={201: AdvertiserOut, **ERRORS}, summary="Create an advertiser (staff)")
 def advertiser_create_view(request, payload: AdvertiserIn):
-    from billing.spend import parse_timestamp
-
     require_staff(request.auth, "create an advertiser")
     staff_require(request.auth, "manage_accounts")
     bc = None
     if payload.business_center_id not in (None, ""):
-        try:
-            bc = BusinessCenter.objects.get(pk=int(str(payload.business_center_id)))
-        except (BusinessCenter.DoesNotExist, ValueError):
-            raise BadInput(
-                "unknown_business_center", f"Business Center {payload.business_center_id!r} does not exist."
-            ) from None
+        bc_id = inputs.object_id(payload.business_center_id, field="business_center_id", code="unknown_business_center")
+        bc = BusinessCenter.objects.filter(pk=bc_id).first()
+        if bc is None:
+            raise BadInput("unknown_business_center", f"Business Center {bc_id} does not exist.")
     registered_at = (
-        parse_timestamp(payload.registered_at, field="registered_at") if payload.registered_at is not None else None
+        inputs.timestamp(payload.registered_at, field="registered_at") if payload.registered_at is not None else None
     )
     adv = advertiser_create(
         name=payload.name,

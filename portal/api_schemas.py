@@ -73,7 +73,7 @@ class ErrorOut(Schema):
 
 
 # The error answers every operation documents (API.md common rules).
-ERRORS = {frozenset({400, 401, 403, 404, 409, 422, 429}): ErrorOut}
+ERRORS = {frozenset({400, 401, 403, 404, 409, 413, 422, 429}): ErrorOut}
 
 
 def iso(t: datetime | None) -> str | None:

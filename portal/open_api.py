@@ -29,6 +29,7 @@ from decimal import Decimal
 from functools import wraps
 from math import ceil
 
+from django.core.exceptions import RequestDataTooBig
 from django.db.models import Q
 from django.http import HttpResponse
 from django.utils import timezone
@@ -38,6 +39,7 @@ from django.views.decorators.csrf import csrf_exempt
 from billing.bc import bc_cash_balance, bc_transfer, transfer_grant_check
 from billing.models import BCTransferType
 from billing.money import ZERO, fmt
+from portal import inputs
 from portal import open_api_reads as reads
 from portal.api_auth import counted, user_for_token
 from portal.errors import BadInput, BusinessError, Forbidden, NotFound
@@ -133,6 +135,9 @@ def endpoint(method: str | None):
                     raise OpenApiError(AUTH, "The Access-Token header is missing or not a valid token.", "invalid_token")
                 counted(user, request.headers["Access-Token"])
                 data = fn(request, user, *args, **kwargs)
+            except RequestDataTooBig:
+                refusal = inputs.BodyTooLarge()
+                code, message, reason = BAD_PARAMETER, refusal.message, refusal.code
             except RateLimited as exc:
                 code, message, reason, retry_after = RATE_LIMITED, str(exc), "rate_limited", exc.retry_after
             except OpenApiError as exc:
@@ -168,9 +173,11 @@ def _json_query(request, name: str, kind: type, *, required: bool = False):
             raise bad(f"{name} is required.", "missing_parameter")
         return None
     try:
-        value = json.loads(raw)
-    except ValueError:
-        raise bad(f"{name} must be JSON-encoded ({'an array' if kind is list else 'an object'}).") from None
+        value = inputs.json_body(raw.encode("utf-8", "surrogatepass"))
+    except BadInput as exc:
+        if exc.code == "malformed_json":
+            raise bad(f"{name} must be JSON-encoded ({'an array' if kind is list else 'an object'}).") from None
+        raise bad(f"{name}: {exc.message}", exc.code) from None
     if not isinstance(value, kind):
         raise bad(f"{name} must be a JSON {'array' if kind is list else 'object'}.")
     return value
@@ -178,12 +185,7 @@ def _json_query(request, name: str, kind: type, *, required: bool = False):
 
 def _id(value, name: str) -> int:
     """Ids are strings of digits (integers are accepted too)."""
-    if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise bad(f"{name} must be an id (a string of digits).")
-    text = str(value).strip()
-    if not text.isdigit() or len(text) > 18:
-        raise bad(f"{name} must be an id (a string of digits), got {value!r}.")
-    return int(text)
+    return inputs.object_id(value, field=name, code="invalid_parameter")
 
 
 def _required_id(request, name: str) -> int:
@@ -197,13 +199,7 @@ def _int(request, name: str, default: int, low: int, high: int) -> int:
     raw = request.GET.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise bad(f"{name} must be an integer.") from None
-    if not low <= value <= high:
-        raise bad(f"{name} must be between {low} and {high}.")
-    return value
+    return inputs.count(raw, field=name, low=low, high=high, code="invalid_parameter")
 
 
 def _strings(value, name: str, allowed=None) -> list[str]:
@@ -219,7 +215,7 @@ def _strings(value, name: str, allowed=None) -> list[str]:
 def _time(value, name: str, *, end: bool) -> datetime:
     """`YYYY-MM-DD HH:MM:SS` (UTC), `YYYY-MM-DD` or ISO 8601 with an offset. An end time is
     inclusive to the second (a date to the whole day); returned as an exclusive bound."""
-    if not isinstance(value, str) or not value.strip():
+    if not isinstance(value, str) or not value.strip() or not inputs.storable(value):
         raise bad(f"{name} must be a time such as \"2026-01-31 23:59:59\" (UTC).")
     text = value.strip()
     whole_day = False
@@ -235,6 +231,7 @@ def _time(value, name: str, *, end: bool) -> datetime:
         raise bad(f"{name} {value!r} is not a time such as \"2026-01-31 23:59:59\" (UTC).")
     if timezone.is_naive(moment):
         moment = moment.replace(tzinfo=dt_timezone.utc)
+    inputs.in_range(moment, field=name, shown=repr(value), code="invalid_parameter")
     if end:
         moment = moment + timedelta(days=1) if whole_day else moment.replace(microsecond=0) + timedelta(seconds=1)
     return moment
@@ -346,9 +343,8 @@ def advertiser_balance_get(request, user):
         advertisers = advertisers.filter(status__in=[reads.STATUS_FROM_TIKTOK[s] for s in statuses])
     keyword = filtering.get("keyword")
     if keyword is not None:
-        if not isinstance(keyword, str):
-            raise bad("filtering.keyword must be a string.")
-        keyword = keyword.strip()
+        keyword = inputs.text(keyword, field="filtering.keyword", max_length=200, required=False,
+                              code="invalid_parameter")
         if keyword:
             match = Q(name__icontains=keyword)
             if keyword.isdigit() and len(keyword) <= 18:
@@ -410,9 +406,8 @@ def bc_account_transaction_get(request, user):
             raise bad("filtering.account_ids must be an array of ids.")
         query["account_ids"] = [_id(v, "filtering.account_ids[]") for v in ids]
     if "account_name" in filtering:
-        if not isinstance(filtering["account_name"], str):
-            raise bad("filtering.account_name must be a string.")
-        query["account_name"] = filtering["account_name"].strip()
+        query["account_name"] = inputs.text(filtering["account_name"], field="filtering.account_name",
+                                            max_length=200, required=False, code="invalid_parameter")
     if "billing_types" in filtering:
         query["billing_types"] = _strings(filtering["billing_types"], "filtering.billing_types",
                                           reads.BILLING_FROM_TIKTOK)
@@ -456,10 +451,7 @@ def bc_transfer_create(request, user):
     """`{bc_id, advertiser_id, transfer_type: RECHARGE|REFUND, cash_amount, grant_amount?, request_id}`:
     cash between a BC and one of its advertisers, idempotent by `request_id` (BC admins and finance,
     staff). A non-zero `grant_amount` is refused to every caller: credit is not transferable (R8)."""
-    try:
-        body = json.loads(request.body or b"{}")
-    except ValueError:
-        raise bad("The body must be a JSON object.", "malformed_json") from None
+    body = inputs.json_body(request.body or b"{}")
     if not isinstance(body, dict):
         raise bad("The body must be a JSON object.", "invalid_body")
     transfer_grant_check(body.get("grant_amount"))

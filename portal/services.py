@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from billing.ledger import accounts_open_for_advertiser, accounts_open_for_bc
 from billing.money import check_currency
+from portal import inputs
 from portal.errors import BadInput, Conflict
 from portal.models import (
     Advertiser,
@@ -27,11 +28,11 @@ from portal.models import (
 
 
 def _text(value, field: str, max_length: int = 200) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise BadInput("invalid_" + field, f"{field} is required.")
-    if len(value) > max_length:
-        raise BadInput("invalid_" + field, f"{field} is longer than {max_length} characters.")
-    return value.strip()
+    return inputs.text(value, field=field, max_length=max_length)
+
+
+def _shop_id(value) -> str:
+    return inputs.text(value, field="shop_id", max_length=inputs.max_length(Advertiser, "shop_id"), required=False)
 
 
 def business_center_create(*, name: str, currency: str = "USD") -> BusinessCenter:
@@ -55,8 +56,13 @@ def advertiser_create(
 ) -> Advertiser:
     """Create an advertiser and open its ledger accounts (R2). Currency and time zone are fixed."""
     check_currency(currency)
+    shop_id = _shop_id(shop_id)
+    if registered_at is not None:
+        inputs.in_range(registered_at, field="registered_at")
     try:
-        zoneinfo.ZoneInfo(str(timezone_name))
+        if not isinstance(timezone_name, str) or not inputs.storable(timezone_name):
+            raise ValueError(timezone_name)
+        zoneinfo.ZoneInfo(timezone_name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         raise BadInput(
             "invalid_timezone", f"Unknown time zone {timezone_name!r}: use an IANA name such as America/New_York."
@@ -134,6 +140,7 @@ def campaign_create(*, advertiser: Advertiser, name: str, objective: str, produc
         raise BadInput("invalid_objective", f"objective must be one of {', '.join(Objective.values)}.")
     if product_source not in ProductSource.values:
         raise BadInput("invalid_product_source", f"product_source must be one of {', '.join(ProductSource.values)}.")
+    shop_id = _shop_id(shop_id)
     if product_source == ProductSource.TIKTOK_SHOP and not shop_id:
         shop_id = advertiser.shop_id
     return Campaign.objects.create(

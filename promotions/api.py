@@ -7,7 +7,7 @@ from ninja import File, Form, Router, Schema, Status
 from ninja.files import UploadedFile
 from pydantic import BaseModel, StrictBool, WithJsonSchema, model_validator
 
-from billing.spend import parse_timestamp
+from portal import inputs
 from portal.api_auth import require_staff
 from portal.api_schemas import (
     ERRORS,
@@ -133,8 +133,8 @@ def credit_grant_view(request, id: str, payload: CreditGrantIn):
         kind=payload.kind,
         amount=payload.amount,
         percent=payload.percent,
-        valid_from=parse_timestamp(payload.valid_from, field="valid_from") if payload.valid_from is not None else None,
-        expires_at=parse_timestamp(payload.expires_at, field="expires_at") if payload.expires_at is not None else None,
+        valid_from=inputs.timestamp(payload.valid_from, field="valid_from") if payload.valid_from is not None else None,
+        expires_at=inputs.timestamp(payload.expires_at, field="expires_at") if payload.expires_at is not None else None,
         eligible_objectives=payload.eligible_objectives,
         eligible_product_source=payload.eligible_product_source or "",
         reason=payload.reason,
@@ -309,7 +309,7 @@ def program_create_view(request, payload: ProgramIn):
         eligible_product_source=payload.eligible_product_source or "",
         code=payload.code,
         max_redemptions=payload.max_redemptions,
-        ends_at=parse_timestamp(payload.ends_at, field="ends_at") if payload.ends_at is not None else None,
+        ends_at=inputs.timestamp(payload.ends_at, field="ends_at") if payload.ends_at is not None else None,
     )
     return Status(201, program_json(program))
 

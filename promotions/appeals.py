@@ -17,6 +17,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from billing.ledger import lock_advertisers
+from portal import inputs
 from portal.audit import audit_record
 from portal.errors import BadInput, BusinessError, Conflict
 from portal.notifications import Draft, notify_many
@@ -25,6 +26,7 @@ from promotions.models import Appeal, AppealAttachment, AppealStatus, Credit, Cr
 MAX_FILES = 3
 MAX_BYTES = 5 * 1024 * 1024
 APPEALS_PER_DAY = 3
+APPEAL_MESSAGE_MAX = 5000
 SIGNATURES = [
     (b"%PDF-", "application/pdf", "pdf"),
     (b"\x89PNG\r\n\x1a\n", "image/png", "png"),
@@ -69,8 +71,7 @@ def _check_files(files) -> list[tuple[object, str, str]]:
 def appeal_file(*, advertiser, user, message: str, files=()) -> Appeal:
     if not isinstance(message, str) or not message.strip():
         raise BadInput("invalid_message", "Tell us why the freeze should be lifted.")
-    if len(message) > 5000:
-        raise BadInput("invalid_message", "The message is longer than 5,000 characters.")
+    message = inputs.text(message, field="message", max_length=APPEAL_MESSAGE_MAX)
     checked = _check_files(files)
     with transaction.atomic():
         adv = lock_advertisers([advertiser.pk])[advertiser.pk]
@@ -83,7 +84,7 @@ def appeal_file(*, advertiser, user, message: str, files=()) -> Appeal:
             raise BusinessError("appeal_rate_limited", f"At most {APPEALS_PER_DAY} appeals can be filed in 24 hours.")
         try:
             with transaction.atomic():
-                appeal = Appeal.objects.create(advertiser=adv, message=message.strip(), filed_by=user)
+                appeal = Appeal.objects.create(advertiser=adv, message=message, filed_by=user)
         except IntegrityError:
             raise Conflict("appeal_already_open", "You already have an appeal under review.") from None
         folder = attachments_dir()

@@ -1,7 +1,8 @@
 """Credit writes (SPEC R5–R8, R22): grant, assign, withdraw, forfeit; transfer is always refused."""
 
+import re
 from datetime import datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
@@ -10,6 +11,7 @@ from django.utils import timezone
 from billing.ledger import Posting, advertiser_accounts, credit_account_open, ledger_post, ledger_post_many, lock_advertisers
 from billing.models import Purpose, TxKind
 from billing.money import parse_amount
+from portal import inputs
 from portal.errors import BadInput, BusinessError, Conflict
 from portal.models import AdvertiserStatus, Objective, ProductSource
 from promotions.models import Credit, CreditKind, CreditSource, CreditStatus
@@ -17,12 +19,18 @@ from portal.audit import audit_record
 from promotions.notify import notify_credit_issued, notify_credit_withdrawn
 
 
+MAX_ASSIGNED_CAMPAIGNS = 1000
+REASON_MAX = 500  # Credit.reason: what staff write is kept whole or refused, never cut
+
+
 def _percent(value) -> Decimal:
-    try:
-        p = Decimal(str(value))
-    except (InvalidOperation, ValueError):
-        raise BadInput("invalid_percent", f"percent {value!r} is not a number.") from None
-    if not p.is_finite() or p <= 0 or p > 100 or p.as_tuple().exponent < -2:
+    if isinstance(value, bool) or not isinstance(value, (str, int, float, Decimal)):
+        raise BadInput("invalid_percent", "percent must be a number such as \"50\".")
+    text = repr(value) if isinstance(value, float) else format(value, "f") if isinstance(value, Decimal) else str(value)
+    if not re.fullmatch(r"[0-9]{1,3}(\.[0-9]{1,2})?", text):
+        raise BadInput("invalid_percent", "percent must be above 0 and at most 100, with at most 2 decimal places.")
+    p = Decimal(text)
+    if p <= 0 or p > 100:
         raise BadInput("invalid_percent", "percent must be above 0 and at most 100, with at most 2 decimal places.")
     return p
 
@@ -76,8 +84,13 @@ def credit_grant(
         raise BadInput("invalid_percent", "Only a discount credit has a percent.")
     if not isinstance(reason, str) or not reason.strip():
         raise BadInput("invalid_reason", "A reason is required: it is shown to support staff and in the audit trail.")
+    reason = inputs.text(reason, field="reason", max_length=REASON_MAX)
+    # R22: the grant is idempotent by a key, so there is no grant without one (decision 0019).
+    idempotency_key = inputs.key(idempotency_key, max_length=inputs.max_length(Credit, "idempotency_key"))
     valid_from = valid_from or timezone.now()
     expires_at = expires_at or valid_from + timedelta(days=settings.CREDIT_DEFAULT_VALIDITY_DAYS)
+    inputs.in_range(valid_from, field="valid_from")
+    inputs.in_range(expires_at, field="expires_at")
     if expires_at <= valid_from:
         raise BadInput("invalid_validity", "expires_at must be after valid_from.")
     objectives, product_source = _eligibility(eligible_objectives, eligible_product_source)
@@ -87,23 +100,22 @@ def credit_grant(
     )
     with transaction.atomic():
         adv = lock_advertisers([advertiser.pk])[advertiser.pk]
-        if idempotency_key:
-            prior = Credit.objects.filter(advertiser=adv, idempotency_key=idempotency_key).first()
-            if prior is not None:
-                if any(getattr(prior, k) != v for k, v in fields.items() if k not in ("valid_from", "expires_at")):
-                    raise Conflict(
-                        "idempotency_key_reused",
-                        f"idempotency_key {idempotency_key!r} was already used for another credit (#{prior.pk}).",
-                    )
-                return prior
+        prior = Credit.objects.filter(advertiser=adv, idempotency_key=idempotency_key).first()
+        if prior is not None:
+            if any(getattr(prior, k) != v for k, v in fields.items() if k not in ("valid_from", "expires_at")):
+                raise Conflict(
+                    "idempotency_key_reused",
+                    f"idempotency_key {idempotency_key!r} was already used for another credit (#{prior.pk}).",
+                )
+            return prior
         if adv.status != AdvertiserStatus.ACTIVE:
             raise BusinessError("account_not_active", f"Credit cannot be issued to a {adv.status} account.")
         if adv.credit_frozen:
             raise BusinessError("credit_frozen", "This advertiser's credit is frozen: no credit can be issued until it is unfrozen.")
         account = credit_account_open(adv)
         credit = Credit.objects.create(
-            advertiser=adv, ledger_account=account, reason=reason.strip()[:500], granted_by=granted_by,
-            idempotency_key=idempotency_key or None, status=status, **fields,
+            advertiser=adv, ledger_account=account, reason=reason, granted_by=granted_by,
+            idempotency_key=idempotency_key, status=status, **fields,
         )
         acc = advertiser_accounts([adv.pk])[adv.pk]
         p = Posting(kind=TxKind.CREDIT_ISSUE, currency=adv.currency, amount=amount, lines=[], advertiser_id=adv.pk,
@@ -127,12 +139,10 @@ def credit_assign(*, credit: Credit, campaign_ids) -> Credit:
         raise BusinessError(
             "credit_not_assignable", "Only a coupon can be assigned; free and discount credit apply to every eligible campaign."
         )
-    if not isinstance(campaign_ids, list):
-        raise BadInput("invalid_campaign_ids", "campaign_ids must be a list of campaign ids.")
-    try:
-        wanted = {int(str(c)) for c in campaign_ids}
-    except ValueError:
-        raise BadInput("invalid_campaign_ids", "campaign_ids must be a list of campaign ids.") from None
+    if not isinstance(campaign_ids, list) or len(campaign_ids) > MAX_ASSIGNED_CAMPAIGNS:
+        raise BadInput("invalid_campaign_ids",
+                       f"campaign_ids must be a list of at most {MAX_ASSIGNED_CAMPAIGNS} campaign ids.")
+    wanted = {inputs.object_id(c, field="campaign_ids[]", code="invalid_campaign_ids") for c in campaign_ids}
     with transaction.atomic():
         lock_advertisers([credit.advertiser_id])
         campaigns = list(Campaign.objects.filter(advertiser_id=credit.advertiser_id, pk__in=wanted))

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from billing.ledger import lock_advertisers
 from billing.money import check_currency, fmt, parse_amount
+from portal import inputs
 from portal.errors import BadInput, BusinessError, NotFound
 from portal.models import AdvertiserStatus, BillingMethod, ProductSource, SignupSource
 from promotions.credits import _eligibility
@@ -33,14 +34,11 @@ from promotions.models import (
 )
 
 
-def _positive_int(value, field: str) -> int:
-    try:
-        out = int(str(value))
-    except (TypeError, ValueError):
-        raise BadInput(f"invalid_{field}", f"{field} must be a whole number.") from None
-    if out <= 0:
-        raise BadInput(f"invalid_{field}", f"{field} must be greater than zero.")
-    return out
+MAX_PROGRAM_DAYS = inputs.PROGRAM_DAYS_MAX
+
+
+def _days(value, field: str) -> int:
+    return inputs.count(value, field=field, low=1, high=MAX_PROGRAM_DAYS, code=f"invalid_{field}")
 
 
 def program_create(
@@ -63,8 +61,14 @@ def program_create(
         raise BadInput("invalid_kind", f"kind must be one of {', '.join(ProgramKind.values)}.")
     if reward_kind not in ("free", "assignable"):
         raise BadInput("invalid_reward_kind", "reward_kind must be free or assignable.")
-    if not isinstance(name, str) or not name.strip():
-        raise BadInput("invalid_name", "name is required.")
+    name = inputs.text(name, field="name", max_length=inputs.max_length(Program, "name"))
+    window_days = _days(window_days, "window_days")
+    reward_validity_days = _days(reward_validity_days, "reward_validity_days")
+    if max_redemptions is not None:
+        max_redemptions = inputs.count(max_redemptions, field="max_redemptions", low=1, high=inputs.INT_MAX,
+                                       code="invalid_max_redemptions")
+    if ends_at is not None:
+        inputs.in_range(ends_at, field="ends_at")
     if not isinstance(tiers, list) or not tiers:
         raise BadInput("invalid_tiers", "A program needs at least one tier.")
     parsed = []
@@ -82,18 +86,15 @@ def program_create(
         raise BadInput("invalid_tiers", "Two tiers have the same threshold.")
     objectives, product_source = _eligibility(eligible_objectives, eligible_product_source)
     if code is not None:
-        if not isinstance(code, str) or not code.strip() or len(code) > 64:
-            raise BadInput("invalid_code", "code must be a non-empty string of at most 64 characters.")
-        code = code.strip()
+        code = inputs.text(code, field="code", max_length=inputs.max_length(Program, "code"))
         if Program.objects.filter(code__iexact=code).exists():
             raise BusinessError("code_taken", f"The promo code {code!r} is already in use.")
     with transaction.atomic():
         program = Program.objects.create(
-            name=name.strip(), kind=kind, currency=currency, window_days=_positive_int(window_days, "window_days"),
-            reward_kind=reward_kind, reward_validity_days=_positive_int(reward_validity_days, "reward_validity_days"),
+            name=name, kind=kind, currency=currency, window_days=window_days,
+            reward_kind=reward_kind, reward_validity_days=reward_validity_days,
             eligible_objectives=objectives, eligible_product_source=product_source, code=code,
-            max_redemptions=_positive_int(max_redemptions, "max_redemptions") if max_redemptions is not None else None,
-            ends_at=ends_at,
+            max_redemptions=max_redemptions, ends_at=ends_at,
         )
         Tier.objects.bulk_create(
             [Tier(program=program, threshold=th, reward=rw, immediate=imm) for th, rw, imm in sorted(parsed)]
@@ -119,11 +120,16 @@ def enrollment_create(*, advertiser, program: Program | None = None, code: str |
         if via_code:
             if not isinstance(code, str) or not code.strip():
                 raise BadInput("invalid_code", "Enter a promo code.")
-            program = Program.objects.select_for_update().filter(code__iexact=code.strip()).first()
+            code = inputs.text(code, field="code", max_length=inputs.max_length(Program, "code"))
+            program = Program.objects.select_for_update().filter(code__iexact=code).first()
             if program is None:
-                _refuse("unknown_code", f"The promo code {code.strip()!r} does not exist.")
+                _refuse("unknown_code", f"The promo code {code!r} does not exist.")
         else:
             program = Program.objects.select_for_update().get(pk=program.pk)
+        if not 0 < program.window_days <= MAX_PROGRAM_DAYS or not 0 < program.reward_validity_days <= MAX_PROGRAM_DAYS:
+            # written before the bound (decision 0019); reconcile_ledger lists such programs
+            _refuse("program_misconfigured", f"{program.name} has a window or validity longer than "
+                                             f"{MAX_PROGRAM_DAYS} days; support must correct it first.")
         if program.ends_at and at >= program.ends_at:
             _refuse("program_ended", f"{program.name} ended on {program.ends_at:%Y-%m-%d}.")
         if adv.status != AdvertiserStatus.ACTIVE:

@@ -1,5 +1,6 @@
 """Factories that go through the services, so every object has its ledger accounts."""
 
+import uuid
 from datetime import timedelta
 
 import factory
@@ -84,7 +85,7 @@ def grant(advertiser, kind="free", amount="100.00", *, key=None, valid_from=None
         kind=kind,
         amount=amount,
         reason=kw.pop("reason", "test grant"),
-        idempotency_key=key,
+        idempotency_key=key or f"grant-{uuid.uuid4().hex}",  # R22: every grant has a key
         valid_from=valid_from,
         expires_at=expires_at or valid_from + timedelta(days=90),
         **kw,

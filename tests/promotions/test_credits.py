@@ -80,13 +80,16 @@ def test_r22_a_discount_replay_must_match_its_percent(advertiser):
         issue(advertiser, kind="discount", percent="40")
 
 
-def test_r22_keys_are_per_advertiser_and_grants_without_a_key_are_each_new(advertiser):
+def test_r22_keys_are_per_advertiser_and_a_grant_without_a_key_is_refused(advertiser):
+    """R22: the grant is idempotent by a key, so there is no grant without one (issue 9: a
+    missing key granted twice)."""
     other = AdvertiserFactory()
     assert issue(advertiser).pk != issue(other).pk
-    a = issue(advertiser, idempotency_key=None)
-    b = issue(advertiser, idempotency_key=None)
-    assert a.pk != b.pk
-    assert advertiser_balances(advertiser=advertiser).credit_balance == D("300.00")
+    for key in (None, "", "   ", 12, {"k": 1}):
+        with pytest.raises(BadInput) as refused:
+            issue(advertiser, idempotency_key=key)
+        assert refused.value.code == "invalid_idempotency_key"
+    assert advertiser_balances(advertiser=advertiser).credit_balance == D("100.00")
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,47 @@
+"""Reading what PostgreSQL holds even where Python's `datetime` cannot (issue 9, decision 0019).
+
+PostgreSQL keeps timestamps from 4713 BC to 294276 AD; Python's `datetime` from year 1 to 9999.
+A row written before the doors bounded timestamps (a spend event dated `0001-01-01T00:00+14:00`,
+which is year 0 in UTC) made every page and API answer that read it fail. Such a value is read
+as the nearest instant Python holds — a day inside year 1 or year 9999, so it still converts to
+any time zone — and `reconcile_ledger` lists the row (`billing/reconcile.py`) for staff to
+correct. Values Python can hold are read by psycopg's own (C) loader, unchanged.
+"""
+
+from datetime import UTC, datetime
+
+import psycopg
+from psycopg.adapt import Loader
+from psycopg.pq import Format
+
+EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
+LATEST = datetime(9999, 12, 30, tzinfo=UTC)
+
+
+_CLAMPING: dict[type, type] = {}
+
+
+def _clamping(loader: type[Loader]) -> type[Loader]:
+    """A subclass of the connection's timestamptz loader (Django's, which keeps its `timezone`)
+    whose values outside Python's range read as `EARLIEST` or `LATEST`."""
+    if loader not in _CLAMPING:
+        class ClampingTimestamptzLoader(loader):
+            def load(self, data):
+                try:
+                    return super().load(data)
+                except psycopg.DataError as exc:
+                    return EARLIEST if "small" in str(exc) else LATEST
+
+        _CLAMPING[loader] = ClampingTimestamptzLoader
+    return _CLAMPING[loader]
+
+
+def register(sender, connection, **kwargs) -> None:
+    """Django's `connection_created`: install the clamping loaders on a PostgreSQL connection."""
+    if connection.vendor != "postgresql":
+        return
+    adapters = connection.connection.adapters
+    oid = psycopg.adapters.types["timestamptz"].oid
+    current = adapters.get_loader(oid, Format.TEXT)  # Django reads results as text
+    if current not in _CLAMPING.values():
+        adapters.register_loader("timestamptz", _clamping(current))
