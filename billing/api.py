@@ -23,9 +23,9 @@ from portal.api_schemas import (
     BCCashOut,
     BillingMethodIn,
     DepositIn,
-    IdIn,
+    ID_SCHEMA,
     Money,
-    TextIn,
+    Text,
     Timestamp,
     TimestampIn,
     advertiser_json,
@@ -106,14 +106,15 @@ class RefundOut(Schema):
 
 
 class SpendEventIn(BaseModel):
-    """Every field is checked by the spend service, which names the bad event's index."""
+    """Every field is checked by the spend service (with the same `portal.inputs` parsers), which
+    names the bad event's index — so the fields pass here as sent."""
 
-    event_id: Annotated[Any, WithJsonSchema({"type": "string", "maxLength": 128})] = None
-    advertiser_id: IdIn = None
-    campaign_id: IdIn = None
+    event_id: Annotated[Any, WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 128})] = None
+    advertiser_id: Annotated[Any, WithJsonSchema(ID_SCHEMA)] = None
+    campaign_id: Annotated[Any, WithJsonSchema(ID_SCHEMA)] = None
     amount: AmountIn = None
     currency: Annotated[Any, WithJsonSchema({"type": "string", "description": "the account's currency"})] = None
-    occurred_at: TimestampIn = None
+    occurred_at: Annotated[Any, WithJsonSchema(TimestampIn.__metadata__[-1].json_schema)] = None
     kind: Annotated[Any, WithJsonSchema({"type": "string", "enum": ["ad_spend", "fee"], "default": "ad_spend"})] = None
 
     @model_validator(mode="before")
@@ -247,7 +248,7 @@ class BillingSettingsIn(Schema):
     credit_line_limit: Annotated[Any, WithJsonSchema({"type": "string", "examples": ["5000.00"],
                                                       "description": "A decimal string; 0 removes the line."})] | None = None
     invoicing_eligible: Annotated[Any, WithJsonSchema({"type": "boolean"})] | None = None
-    reason: TextIn | None = None
+    reason: Text(200, required=False) | None = None
 
     @model_validator(mode="after")
     def _something_to_set(self):

@@ -159,7 +159,7 @@ BC_TRANSFER = "bc_transfer"  # Deposit.source of a Business Center's recharge
 class Deposit(models.Model):
     """Money loaded into a manual-payment account (R23), idempotent by key per advertiser.
 
-    Two key spaces (decision 0019): the advertiser's own deposits (api, web, simulator) and the
+    Two key spaces (decision 0018): the advertiser's own deposits (api, web, simulator) and the
     recharges of its Business Center (`bc_transfer`, keyed by the transfer's request id). A key
     in one never answers for, or collides with, the same key in the other."""
 

@@ -21,7 +21,7 @@ MINOR_UNITS: dict[str, int] = {
 
 ZERO = Decimal(0)
 # The one written form of an amount (API.md): digits, optionally a point and more digits. No sign,
-# exponent, underscore, space or bare point — `Decimal` would take all of those (decision 0019).
+# exponent, underscore, space or bare point — `Decimal` would take all of those (decision 0018).
 AMOUNT_SYNTAX = re.compile(r"[0-9]+(\.[0-9]+)?")
 FLOAT_EXACT_DIGITS = 15  # DBL_DIG: any decimal of up to 15 significant digits survives a double
 

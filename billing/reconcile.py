@@ -2,7 +2,7 @@
 that every transaction sums to zero per currency. Differences are logged and recorded in a
 ReconciliationRun for the support console — never silently fixed.
 
-It also lists rows holding values the doors no longer accept (issue 9, decision 0019): a
+It also lists rows holding values the doors no longer accept (issue 9, decision 0018): a
 timestamp outside `portal.inputs.TIMESTAMP_MIN`…`TIMESTAMP_MAX` in any table of the portal's
 apps, and a ladder program whose window or reward validity is longer than the programs' bound.
 Such rows were written before the bounds; pages read them (portal/dbtypes.py), staff correct them.

@@ -12,8 +12,9 @@ from django.utils import timezone
 
 from billing.autopay import autopay_setup, bill_collect, bill_create, threshold_set
 from billing.ledger import advertiser_accounts, lock_advertisers
-from billing.models import Bill, BillKind, BillStatus, PaymentMethod, Purpose
+from billing.models import Bill, BillKind, BillStatus, PaymentMethod, Purpose, ThresholdChange
 from billing.money import parse_amount
+from portal import inputs
 from portal.errors import BadInput, BusinessError
 from portal.models import AdvertiserStatus, BillingMethod
 
@@ -74,8 +75,11 @@ def billing_settings_set(*, advertiser, billing_threshold=None, bill_cycle=None,
     """Staff settings (API.md `/billing-settings`), audited with before and after."""
     from portal.audit import audit_record
 
+    reason = inputs.text(reason, field="reason", max_length=inputs.max_length(ThresholdChange, "reason"))
     if bill_cycle is not None and bill_cycle not in ("weekly", "monthly"):
         raise BadInput("invalid_bill_cycle", "bill_cycle must be weekly or monthly.")
+    if invoicing_eligible is not None and not isinstance(invoicing_eligible, bool):
+        raise BadInput("invalid_invoicing_eligible", "invoicing_eligible must be true or false.")
     limit = None
     if credit_line_limit is not None:
         limit = parse_amount(credit_line_limit, advertiser.currency, field="credit_line_limit", allow_zero=True)

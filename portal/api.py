@@ -226,21 +226,17 @@ def advertiser_create_view(request, payload: AdvertiserIn):
     require_staff(request.auth, "create an advertiser")
     staff_require(request.auth, "manage_accounts")
     bc = None
-    if payload.business_center_id not in (None, ""):
-        bc_id = inputs.object_id(payload.business_center_id, field="business_center_id", code="unknown_business_center")
-        bc = BusinessCenter.objects.filter(pk=bc_id).first()
+    if payload.business_center_id is not None:
+        bc = BusinessCenter.objects.filter(pk=payload.business_center_id).first()
         if bc is None:
-            raise BadInput("unknown_business_center", f"Business Center {bc_id} does not exist.")
-    registered_at = (
-        inputs.timestamp(payload.registered_at, field="registered_at") if payload.registered_at is not None else None
-    )
+            raise BadInput("unknown_business_center", f"Business Center {payload.business_center_id} does not exist.")
     adv = advertiser_create(
         name=payload.name,
         currency=payload.currency,
         timezone_name=payload.timezone,
         billing_method=payload.billing_method,
         business_center=bc,
-        registered_at=registered_at,
+        registered_at=payload.registered_at,
         signup_source=payload.signup_source,
         shop_id=payload.shop_id or "",
     )

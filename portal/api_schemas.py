@@ -1,18 +1,23 @@
 """Request and response schemas of the portal API, and the renderers shared by its modules.
 
-Input fields that carry money, ids or timestamps are deliberately loose (`Any` described in the
-OpenAPI document as strings): the services parse them and refuse bad values with a message that
-names the rule (R4), instead of a generic type error. Output is rendered here: amounts as strings
-with exactly the currency's places, timestamps ISO 8601 with offset, ids as strings.
+Input fields use the types below, each read by its parser in `portal.inputs` (issue 9): a
+timestamp arrives in the view as an aware `datetime` inside the accepted range, an id as an int
+that fits a bigint, a key or a text as a storable string within its length, a count as an int
+within its range — or the request is refused with the parser's `BadInput` (400 and a code naming
+the problem), before any query. A new endpoint gets those bounds by using the type. Amounts need
+the account's currency, so they pass as sent and the service reads them with `parse_amount`
+(R4). Output is rendered here: amounts as strings with exactly the currency's places, timestamps
+ISO 8601 with offset, ids as strings.
 """
 
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from ninja import Schema
-from pydantic import ConfigDict, WithJsonSchema
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, WithJsonSchema
 
 from billing.money import fmt
+from portal import inputs
 from portal.models import BCRole, BillingMethod, Objective, ProductSource, Role, SignupSource
 
 # --- loose input types, described for OpenAPI ------------------------------------------------
@@ -28,14 +33,62 @@ AmountIn = Annotated[
         }
     ),
 ]
+
+
+def _read(parse):
+    """A pydantic validator that hands the value to `parse` with the field's name; `null` stays
+    None (whether a field may be null is the service's rule, with its own code)."""
+    return BeforeValidator(lambda value, info: None if value is None else parse(value, field=info.field_name))
+
+
 TimestampIn = Annotated[
     Any,
-    WithJsonSchema({"type": "string", "format": "date-time", "description": "ISO 8601 with UTC offset."}),
+    _read(inputs.timestamp),
+    WithJsonSchema({"type": "string", "format": "date-time",
+                    "description": "ISO 8601 with UTC offset, from 2000-01-01 to 2100-01-01 UTC."}),
 ]
-IdIn = Annotated[Any, WithJsonSchema({"type": "string", "description": "An id (a string of digits; an integer is also accepted)."})]
-TextIn = Annotated[Any, WithJsonSchema({"type": "string"})]
-CountIn = Annotated[Any, WithJsonSchema({"type": "integer", "minimum": 1, "description": "A whole number (a digit string is also accepted)."})]
-IdListIn = Annotated[Any, WithJsonSchema({"type": "array", "items": {"type": "string"}})]
+
+
+def Text(max_length: int, *, required: bool = True, strict: bool = False):
+    """A storable string of at most `max_length` characters. `strict`: anything but a JSON string
+    is pydantic's `invalid_field` (as for a plain `str` field), checked before the bounds."""
+    check = lambda v, field: inputs.text(v, field=field, max_length=max_length, required=required)  # noqa: E731
+    schema = WithJsonSchema({"type": "string", "maxLength": max_length})
+    if strict:
+        return Annotated[str, AfterValidator(lambda value, info: check(value, info.field_name)), schema]
+    return Annotated[Any, _read(check), schema]
+
+
+def Key(max_length: int = 100, *, code: str = "invalid_idempotency_key"):
+    return Annotated[
+        Any, _read(lambda v, field: inputs.key(v, field=field, max_length=max_length, code=code)),
+        WithJsonSchema({"type": "string", "minLength": 1, "maxLength": max_length}),
+    ]
+
+
+ID_SCHEMA = {"type": "string", "pattern": "^[0-9]{1,19}$",
+             "description": "An id (a string of digits; an integer is also accepted)."}
+
+
+def Id(code: str | None = None):
+    return Annotated[Any, _read(lambda v, field: inputs.object_id(v, field=field, code=code or f"invalid_{field}")),
+                     WithJsonSchema(ID_SCHEMA)]
+
+
+IdIn = Id()
+
+
+def Count(low: int = 1, high: int = inputs.INT_MAX):
+    return Annotated[
+        Any, _read(lambda v, field: inputs.count(v, field=field, low=low, high=high, code=f"invalid_{field}")),
+        WithJsonSchema({"type": "integer", "minimum": low, "maximum": high,
+                        "description": "A whole number (a digit string is also accepted)."}),
+    ]
+
+
+TextIn = Text(2000)
+CountIn = Count()
+IdListIn = Annotated[Any, WithJsonSchema({"type": "array", "items": {"type": "string"}, "maxItems": 1000})]
 ObjectiveListIn = Annotated[
     Any, WithJsonSchema({"type": "array", "items": {"type": "string", "enum": list(Objective.values)}})
 ]
@@ -89,7 +142,7 @@ def money(amount, currency: str) -> str:
 
 
 class BusinessCenterIn(Schema):
-    name: str
+    name: Text(200, strict=True)
     currency: Annotated[Any, WithJsonSchema({"type": "string", "default": "USD", "description": "ISO 4217"})] = "USD"
 
 
@@ -100,7 +153,7 @@ class BusinessCenterOut(Schema):
 
 
 class BCMemberIn(Schema):
-    username: str
+    username: Text(150, strict=True)
     role: BCRoleIn
 
 
@@ -112,7 +165,7 @@ class BCMemberOut(Schema):
 
 class DepositIn(Schema):
     amount: AmountIn
-    idempotency_key: Annotated[Any, WithJsonSchema({"type": "string", "maxLength": 100})]
+    idempotency_key: Key(100)
 
 
 class BCCashOut(Schema):
@@ -125,14 +178,14 @@ class BCCashOut(Schema):
 
 
 class AdvertiserIn(Schema):
-    name: str
+    name: Text(200, strict=True)
     currency: Annotated[Any, WithJsonSchema({"type": "string", "description": "ISO 4217, fixed at creation"})]
     timezone: Annotated[Any, WithJsonSchema({"type": "string", "default": "UTC", "description": "IANA name"})] = "UTC"
     billing_method: BillingMethodIn = BillingMethod.MANUAL.value
-    business_center_id: IdIn | None = None
+    business_center_id: Id("unknown_business_center") | None = None
     registered_at: TimestampIn | None = None
     signup_source: SignupSourceIn = SignupSource.ORGANIC.value
-    shop_id: Annotated[Any, WithJsonSchema({"type": "string"})] | None = None
+    shop_id: Text(64, required=False) | None = None
 
 
 class AdvertiserOut(Schema):
@@ -166,7 +219,7 @@ def advertiser_json(adv) -> dict:
 
 
 class MemberIn(Schema):
-    username: str
+    username: Text(150, strict=True)
     role: RoleIn
 
 
@@ -177,7 +230,7 @@ class MemberOut(Schema):
 
 
 class CampaignIn(Schema):
-    name: str
+    name: Text(200, strict=True)
     objective: ObjectiveIn
     product_source: ProductSourceIn = ProductSource.NONE.value
 

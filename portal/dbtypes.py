@@ -1,4 +1,4 @@
-"""Reading what PostgreSQL holds even where Python's `datetime` cannot (issue 9, decision 0019).
+"""Reading what PostgreSQL holds even where Python's `datetime` cannot (issue 9, decision 0018).
 
 PostgreSQL keeps timestamps from 4713 BC to 294276 AD; Python's `datetime` from year 1 to 9999.
 A row written before the doors bounded timestamps (a spend event dated `0001-01-01T00:00+14:00`,

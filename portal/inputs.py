@@ -1,4 +1,4 @@
-"""Client values, parsed and bounded once (issue 9, decision 0019).
+"""Client values, parsed and bounded once (issue 9, decision 0018).
 
 Every value a client sends — through the portal API, the TikTok surface, a dashboard form or the
 admin — is read by one of these functions before it reaches a service's write, so nothing the
@@ -32,7 +32,7 @@ from portal.errors import BadInput
 amount = parse_amount
 
 # Spend, validity and report times a client may send. Anything outside is a client's bug (a
-# zeroed or overflowed clock), never a charge: refused rather than booked (decision 0019).
+# zeroed or overflowed clock), never a charge: refused rather than booked (decision 0018).
 TIMESTAMP_MIN = datetime(2000, 1, 1, tzinfo=UTC)
 TIMESTAMP_MAX = datetime(2100, 1, 1, tzinfo=UTC)
 

@@ -13,12 +13,15 @@ from portal.api_schemas import (
     ERRORS,
     AdvertiserOut,
     AmountIn,
+    Count,
     CountIn,
     ErrorOut,
-    IdIn,
+    ID_SCHEMA,
     IdListIn,
     Money,
     ObjectiveListIn,
+    Key,
+    Text,
     TextIn,
     Timestamp,
     TimestampIn,
@@ -104,8 +107,8 @@ class CreditGrantIn(Schema):
     eligible_product_source: Annotated[
         Any, WithJsonSchema({"type": "string", "enum": list(ProductSource.values)})
     ] | None = None
-    reason: Annotated[Any, WithJsonSchema({"type": "string"})]
-    idempotency_key: Annotated[Any, WithJsonSchema({"type": "string", "maxLength": 100})]
+    reason: Text(500)
+    idempotency_key: Key(100)
 
 
 class AssignIn(Schema):
@@ -113,7 +116,7 @@ class AssignIn(Schema):
 
 
 class WithdrawIn(Schema):
-    reason: Annotated[Any, WithJsonSchema({"type": "string"})]
+    reason: Text(500)
 
 
 @router.get("/advertisers/{id}/credits", response={200: list[CreditOut], **ERRORS},
@@ -133,8 +136,8 @@ def credit_grant_view(request, id: str, payload: CreditGrantIn):
         kind=payload.kind,
         amount=payload.amount,
         percent=payload.percent,
-        valid_from=inputs.timestamp(payload.valid_from, field="valid_from") if payload.valid_from is not None else None,
-        expires_at=inputs.timestamp(payload.expires_at, field="expires_at") if payload.expires_at is not None else None,
+        valid_from=payload.valid_from,
+        expires_at=payload.expires_at,
         eligible_objectives=payload.eligible_objectives,
         eligible_product_source=payload.eligible_product_source or "",
         reason=payload.reason,
@@ -179,19 +182,19 @@ class TierIn(BaseModel):
 
 
 class ProgramIn(Schema):
-    name: TextIn
+    name: Text(200)
     kind: Annotated[Any, WithJsonSchema({"type": "string", "enum": list(ProgramKind.values)})]
-    window_days: CountIn
+    window_days: Count(1, inputs.PROGRAM_DAYS_MAX)
     tiers: list[TierIn]
     reward_kind: Annotated[Any, WithJsonSchema({"type": "string", "enum": ["free", "assignable"]})]
-    reward_validity_days: CountIn = 90
+    reward_validity_days: Count(1, inputs.PROGRAM_DAYS_MAX) = 90
     currency: Annotated[Any, WithJsonSchema({"type": "string", "default": "USD",
                                              "description": "ISO 4217, of the thresholds and rewards"})] = "USD"
     eligible_objectives: ObjectiveListIn | None = None
     eligible_product_source: Annotated[
         Any, WithJsonSchema({"type": "string", "enum": list(ProductSource.values)})
     ] | None = None
-    code: Annotated[Any, WithJsonSchema({"type": "string", "maxLength": 64, "description": "promo code"})] | None = None
+    code: Text(64) | None = None
     max_redemptions: CountIn | None = None
     ends_at: TimestampIn | None = None
 
@@ -243,8 +246,10 @@ def program_json(p: Program) -> dict:
 
 
 class EnrollmentIn(Schema):
-    program_id: IdIn | None = None
-    code: Annotated[Any, WithJsonSchema({"type": "string", "description": "a promo code"})] | None = None
+    """Read by the view (`_program`) and `enrollment_create`, which name what is wrong."""
+
+    program_id: Annotated[Any, WithJsonSchema(ID_SCHEMA)] | None = None
+    code: Annotated[Any, WithJsonSchema({"type": "string", "maxLength": 64, "description": "a promo code"})] | None = None
 
     @model_validator(mode="after")
     def _one_of(self):
@@ -309,7 +314,7 @@ def program_create_view(request, payload: ProgramIn):
         eligible_product_source=payload.eligible_product_source or "",
         code=payload.code,
         max_redemptions=payload.max_redemptions,
-        ends_at=inputs.timestamp(payload.ends_at, field="ends_at") if payload.ends_at is not None else None,
+        ends_at=payload.ends_at,
     )
     return Status(201, program_json(program))
 
@@ -348,7 +353,7 @@ def enrollment_list(request, id: str):
 
 
 class ReasonIn(Schema):
-    reason: TextIn
+    reason: Text(500)
 
 
 @router.post("/advertisers/{id}/freeze", response={200: AdvertiserOut, **ERRORS},

@@ -85,7 +85,7 @@ def credit_grant(
     if not isinstance(reason, str) or not reason.strip():
         raise BadInput("invalid_reason", "A reason is required: it is shown to support staff and in the audit trail.")
     reason = inputs.text(reason, field="reason", max_length=REASON_MAX)
-    # R22: the grant is idempotent by a key, so there is no grant without one (decision 0019).
+    # R22: the grant is idempotent by a key, so there is no grant without one (decision 0018).
     idempotency_key = inputs.key(idempotency_key, max_length=inputs.max_length(Credit, "idempotency_key"))
     valid_from = valid_from or timezone.now()
     expires_at = expires_at or valid_from + timedelta(days=settings.CREDIT_DEFAULT_VALIDITY_DAYS)

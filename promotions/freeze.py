@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from billing.ledger import lock_advertisers
 from portal.audit import audit_record
+from portal import inputs
 from portal.errors import BadInput, BusinessError
 from portal.notifications import Draft, notify_many
 from promotions.models import Credit, CreditStatus, Enrollment, EnrollmentStatus, FreezeEvent
@@ -21,7 +22,7 @@ AUTO_FREEZE_AFTER_FAILED_PAYMENTS = 3
 def _reason(reason) -> str:
     if not isinstance(reason, str) or not reason.strip():
         raise BadInput("invalid_reason", "A reason is required.")
-    return reason.strip()[:500]
+    return inputs.text(reason, field="reason", max_length=inputs.max_length(FreezeEvent, "reason"))
 
 
 def credit_freeze(*, advertiser, reason: str, by=None, rule: str = ""):

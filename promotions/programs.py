@@ -127,7 +127,7 @@ def enrollment_create(*, advertiser, program: Program | None = None, code: str |
         else:
             program = Program.objects.select_for_update().get(pk=program.pk)
         if not 0 < program.window_days <= MAX_PROGRAM_DAYS or not 0 < program.reward_validity_days <= MAX_PROGRAM_DAYS:
-            # written before the bound (decision 0019); reconcile_ledger lists such programs
+            # written before the bound (decision 0018); reconcile_ledger lists such programs
             _refuse("program_misconfigured", f"{program.name} has a window or validity longer than "
                                              f"{MAX_PROGRAM_DAYS} days; support must correct it first.")
         if program.ends_at and at >= program.ends_at:

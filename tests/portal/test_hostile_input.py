@@ -1,4 +1,4 @@
-"""Bad input never reaches the database (issue 9, decision 0019): each case a hostile client found,
+"""Bad input never reaches the database (issue 9, decision 0018): each case a hostile client found,
 through the door where it was found, answered with the door's own error shape and a code naming
 the problem, and nothing recorded."""
 

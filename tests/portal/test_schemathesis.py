@@ -13,9 +13,6 @@ from datetime import timedelta
 
 import pytest
 import schemathesis
-from django.core.signals import request_finished, request_started
-from django.core.wsgi import get_wsgi_application
-from django.db import close_old_connections
 from django.utils import timezone
 from hypothesis import HealthCheck, Phase, given, settings as hyp_settings, strategies as st
 from schemathesis.checks import not_a_server_error
@@ -38,18 +35,6 @@ pytestmark = pytest.mark.django_db
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 MAX_EXAMPLES = 15
 MIN_SUCCEEDING = {"staff": 12, "admin": 8}  # operations answering 2xx at least once
-
-
-@pytest.fixture
-def app(settings):
-    settings.API_RATE_LIMIT = "100000/minute"  # the run makes far more calls than a client may
-    settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "localhost"]
-    # as Django's test client does: a request must not close the test's database connection
-    request_started.disconnect(close_old_connections)
-    request_finished.disconnect(close_old_connections)
-    yield get_wsgi_application()
-    request_started.connect(close_old_connections)
-    request_finished.connect(close_old_connections)
 
 
 @pytest.fixture
