@@ -82,8 +82,16 @@ class Allocation:
 
     @property
     def own_money(self) -> Decimal:
-        """The part paid with the advertiser's own money (what counts for ladders, R17)."""
-        return self.cash + self.accrued + self.credit_line + self.arrears
+        """The part not paid by any credit or discount: what the advertiser pays or owes."""
+        return self.qualifying + self.arrears
+
+    @property
+    def qualifying(self) -> Decimal:
+        """R17's "paid with the advertiser's own money (cash, payment method, credit line)": the
+        part of a charge that counts toward a ladder. Arrears are owed, not paid, and never count,
+        not even once a deposit settles them (decision 0019). The one definition: the ladder,
+        the pages and the demo read it here."""
+        return self.cash + self.accrued + self.credit_line
 
     def total(self) -> Decimal:
         return (

@@ -236,7 +236,7 @@ def enrollments_record_spend(*, charges) -> None:
         by_adv.setdefault(e.advertiser_id, []).append(e)
     added: dict[int, Decimal] = {}
     for adv_id, campaign, occurred_at, alloc in charges:
-        paid = alloc.cash + alloc.accrued + alloc.credit_line  # R17: own money actually paid
+        paid = alloc.qualifying  # R17
         if paid <= 0:
             continue
         for e in by_adv.get(adv_id, ()):

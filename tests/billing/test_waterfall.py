@@ -171,3 +171,9 @@ def test_r27_monthly_invoice_uses_the_credit_line_then_arrears():
 def test_r17_own_money_is_what_is_not_paid_by_credit():
     a = Allocation(discount=D("1"), credits=[(1, D("2"))], cash=D("3"), arrears=D("4"))
     assert (a.own_money, a.total()) == (D("7"), D("10"))
+
+
+def test_r17_qualifying_is_own_money_paid_not_owed():
+    a = Allocation(discount=D("1"), credits=[(1, D("2"))], cash=D("3"), accrued=D("4"), credit_line=D("5"),
+                   arrears=D("6"))
+    assert (a.qualifying, a.own_money) == (D("12"), D("18"))

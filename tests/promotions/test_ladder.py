@@ -47,6 +47,22 @@ def test_r17_only_own_money_qualifies_and_r18_reward_waits_for_window(spend_even
     assert close_ladder_windows(at=enrollment.window_end + timedelta(hours=3))["awarded"] == 0
 
 
+def test_r17_arrears_never_qualify_not_even_once_settled(spend_event):
+    # decision 0019: R17 counts cash, the payment method and the credit line; arrears are owed
+    adv = new_advertiser()
+    camp = CampaignFactory(advertiser=adv)
+    deposit(adv, "30.00")
+    enrollment = enrollment_create(advertiser=adv, program=new_program())
+    # when it spends 100 with 30 of cash: 70 goes to arrears
+    spend_record(event=spend_event(camp, "100.00", occurred_at=timezone.now()))
+    enrollment.refresh_from_db()
+    assert enrollment.qualifying_spend == Decimal("30.00")
+    # and a deposit settling the arrears does not make them qualify afterwards
+    deposit(adv, "100.00")
+    enrollment.refresh_from_db()
+    assert enrollment.qualifying_spend == Decimal("30.00")
+
+
 def test_r18_immediate_tier_pays_at_once_and_ends_window(spend_event):
     adv = new_advertiser()
     camp = CampaignFactory(advertiser=adv)

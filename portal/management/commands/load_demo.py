@@ -29,7 +29,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
 
-from billing.autopay import bill_collect, bill_create, payment_method_set
+from billing.autopay import charge_thresholds, payment_method_set
 from billing.deposits import deposit_create
 from billing.invoicing import invoice_issue
 from billing.ledger import advertiser_accounts, lock_advertisers
@@ -270,15 +270,14 @@ def demo_load(*, now: datetime) -> list[str]:
         batch = [e for e in events if day_start <= e["at"] < day_end]
         for i in range(0, len(batch), 500):
             spend_record_batch(events=[{k: v for k, v in e.items() if k != "at"} for e in batch[i:i + 500]])
-        threshold_bills(advertiser=automatic, at=day_end)
-        threshold_bills(advertiser=outdoor, at=day_end)
+        charge_thresholds(at=day_end)  # as the job would have run at the end of that day (R24)
 
     # The apparel account ends near its threshold; the outdoor account's card starts declining
     # and its last threshold bill fails (R24, R26).
     near = accrued_to(automatic, fraction=Decimal("0.9"), campaign=campaigns["automatic"][0][0], at=now)
     payment_method_set(advertiser=outdoor, card_number="4000000000000002", expiry=card_expiry)
     accrued_to(outdoor, fraction=Decimal("1"), campaign=campaigns["outdoor"][0][0], at=now)
-    threshold_bills(advertiser=outdoor, at=now)
+    charge_thresholds(at=now)
 
     # Every 1st (local midnight) in the invoiced account's history, oldest first, ending with this
     # month's: the invoice for last month. Spend is all posted, but each invoice counts only what
@@ -349,18 +348,3 @@ def spend_history(*, campaigns, start: datetime, end: datetime, rng: random.Rand
             t += timedelta(hours=step)
     events.sort(key=lambda e: (e["at"], e["event_id"]))
     return events
-
-
-def threshold_bills(*, advertiser, at: datetime) -> int:
-    """What `charge_thresholds` would have done for this one account at `at` (R24): bill exactly the
-    threshold while accrued reaches it, and charge the card on file."""
-    with transaction.atomic():
-        adv = lock_advertisers([advertiser.pk])[advertiser.pk]
-        accounts = advertiser_accounts([adv.pk])[adv.pk]
-        bills = []
-        while adv.billing_threshold and accounts[Purpose.ACCRUED].balance >= adv.billing_threshold:
-            bills.append(bill_create(advertiser=adv, accounts=accounts, kind=BillKind.THRESHOLD,
-                                     amount=adv.billing_threshold, at=at))
-    for bill in bills:
-        bill_collect(bill_id=bill.pk, at=at)
-    return len(bills)
