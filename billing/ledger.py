@@ -1,14 +1,14 @@
 """Posting to the double-entry ledger (SPEC R14).
 
-`ledger_post` / `ledger_post_many` — and `ledger_post_moves`, their set-based path for the sweeps'
-two-entry transactions — are the only writers of entries and stored balances. They check in
-Python that each transaction balances and that no balance goes negative, then insert the
-transaction and its entries and move the stored balances in one UPDATE. PostgreSQL checks the same
-two rules again (deferred zero-sum trigger, CHECK balance >= 0), so a bug or a raw SQL write
-cannot break them. Callers lock the owning advertiser first (`lock_advertisers`), so the
+`ledger_write` is the only writer of transactions, entries and stored balances (issue 10);
+`ledger_post`, `ledger_post_many` and `ledger_post_moves` (the sweeps' two-entry transactions) are
+its shapes. It checks in Python that each transaction balances and that no balance goes negative,
+then books everything in one statement. PostgreSQL checks the same two rules again (zero-sum
+trigger, CHECK balance >= 0), so a bug or a raw SQL write cannot break them. Callers lock the owning advertiser first (`lock_advertisers`), so the
 in-memory balances they pass are current.
 """
 
+import functools
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -62,15 +62,28 @@ class Posting:
             self.lines.append(Line(credit, CREDIT, amount))
 
 
-def signed(account: LedgerAccount, side: str, amount: Decimal) -> Decimal:
+def signed(account, side: str, amount: Decimal) -> Decimal:
     return amount if side == account.normal else -amount
 
 
-def ledger_post_many(postings: list[Posting]) -> list[LedgerTransaction]:
-    """Book several balanced transactions with a constant number of queries."""
+@dataclass
+class Rider:
+    """More rows to write in the same statement as a booking (issue 10): on PostgreSQL `sql` is
+    one more data-modifying `name AS (…)` of the booking's WITH, which may name `ids` (the new
+    transactions' ids `id`, by the posting's 1-based position `n`); `params` are its parameters.
+    Other databases call `orm(tx_ids)` after the booking. The statement's text never depends
+    on the batch's size, so PostgreSQL prepares it once per connection."""
+
+    sql: str
+    params: list
+    orm: object  # callable(list[int]) -> None
+
+
+def _checked(postings: list[Posting]) -> tuple[dict, dict]:
+    """The balance move of every account the postings touch, after checking each posting
+    balances, every entry is positive and no balance goes below zero (LedgerError otherwise)."""
     deltas: dict[int, Decimal] = defaultdict(Decimal)
-    accounts: dict[int, LedgerAccount] = {}
-    now = timezone.now()
+    accounts: dict[int, object] = {}
     for posting in postings:
         per_currency: dict[str, Decimal] = defaultdict(Decimal)
         for line in posting.lines:
@@ -87,58 +100,140 @@ def ledger_post_many(postings: list[Posting]) -> list[LedgerTransaction]:
     for pk, delta in deltas.items():
         if accounts[pk].balance + delta < 0:
             raise LedgerError(f"{accounts[pk]} would go negative ({accounts[pk].balance} {delta:+})")
+    return deltas, accounts
 
+
+def ledger_write(postings: list[Posting], *, riders: tuple = ()) -> list[int]:
+    """The one writer of ledger transactions, entries and stored balances: book balanced
+    postings (and their riders) and return the new transactions' ids, in order.
+
+    Checked in Python first (`_checked`), then again by PostgreSQL (the statement-level zero-sum
+    trigger, CHECK balance >= 0). On PostgreSQL the whole booking is one prepared statement
+    built from arrays — transactions, entries, balances and the riders' rows — so a batch of a
+    thousand costs what a batch of one does in round trips and in Python (no model instances).
+    The in-memory balances of the accounts passed move with the stored ones."""
+    deltas, accounts = _checked(postings)
+    if not postings:
+        return []
+    now = timezone.now()
+    moved = {pk: d for pk, d in deltas.items() if d}
     # No savepoint: callers already hold a transaction (the advertiser lock), and nobody
-    # recovers from a failed posting inside it — the savepoint cost two round trips per post.
+    # recovers from a failed posting inside it.
     with transaction.atomic(savepoint=False):
-        txs = LedgerTransaction.objects.bulk_create(
-            [
-                LedgerTransaction(
-                    kind=p.kind,
-                    advertiser_id=p.advertiser_id,
-                    business_center_id=p.business_center_id,
-                    campaign_id=p.campaign_id,
-                    amount=p.amount,
-                    currency=p.currency,
-                    occurred_at=p.occurred_at or now,
-                    created_at=now,
-                    memo=p.memo[:300],
-                )
-                for p in postings
-            ]
-        )
-        entries = []
-        for p, tx in zip(postings, txs):
-            p.transaction = tx
-            entries.extend(LedgerEntry(transaction=tx, account_id=ln.account.pk, side=ln.side, amount=ln.amount) for ln in p.lines)
-        LedgerEntry.objects.bulk_create(entries)
-        moved = {pk: d for pk, d in deltas.items() if d}
-        if moved:
-            _balances_add(moved)
+        if connection.vendor == "postgresql":
+            ids = _write_postgresql(postings, moved, riders, now)
+        else:
+            ids = _write_orm(postings, moved, now)
+            for rider in riders:
+                rider.orm(ids)
     for pk, delta in deltas.items():
         accounts[pk].balance += delta
-    return txs
+    return ids
 
 
-def _balances_add(deltas: dict[int, Decimal]) -> None:
-    """`balance = balance + delta` for every account, in one UPDATE.
-
-    Written as SQL because building the same statement with the ORM
-    (`Case(*[When(pk=…, then=…)])`) costs about 0.2 ms of Python per account — 40–50 ms for the
-    ~250 accounts a batch of 100 charges moves, the largest single cost of a batch.
-    """
+@functools.cache
+def _booking_sql() -> str:
     qn = connection.ops.quote_name
-    table, id_col = qn(LedgerAccount._meta.db_table), qn(LedgerAccount._meta.pk.column)
-    whens = " ".join(["WHEN %s THEN %s"] * len(deltas))
-    ids = ", ".join(["%s"] * len(deltas))
-    params = [x for pk, delta in deltas.items() for x in (pk, delta)] + list(deltas)
-    new_balance = f"balance + CASE {id_col} {whens} END"
-    if connection.vendor == "sqlite":
+    tx, entry, account = (qn(m._meta.db_table) for m in (LedgerTransaction, LedgerEntry, LedgerAccount))
+    return f"""
+    ids AS MATERIALIZED (
+        SELECT nextval(pg_get_serial_sequence('{LedgerTransaction._meta.db_table}', 'id')) AS id, n
+          FROM generate_series(1, %s::int) AS n
+    ), tx AS (
+        INSERT INTO {tx} (id, kind, advertiser_id, business_center_id, campaign_id, amount, currency,
+                          occurred_at, created_at, memo)
+        SELECT ids.id, t.kind, t.advertiser_id, t.business_center_id, t.campaign_id, t.amount, t.currency,
+               t.occurred_at, %s, t.memo
+          FROM unnest(%s::text[], %s::bigint[], %s::bigint[], %s::bigint[], %s::numeric[], %s::text[],
+                      %s::timestamptz[], %s::text[]) WITH ORDINALITY
+               AS t(kind, advertiser_id, business_center_id, campaign_id, amount, currency, occurred_at, memo, n)
+          JOIN ids ON ids.n = t.n
+    ), entries AS (
+        INSERT INTO {entry} (transaction_id, account_id, side, amount)
+        SELECT ids.id, e.account_id, e.side, e.amount
+          FROM unnest(%s::int[], %s::bigint[], %s::text[], %s::numeric[]) WITH ORDINALITY
+               AS e(tx_n, account_id, side, amount, n)
+          JOIN ids ON ids.n = e.tx_n
+         ORDER BY e.n
+    ), balances AS (
+        UPDATE {account} AS a SET balance = a.balance + d.delta
+          FROM unnest(%s::bigint[], %s::numeric[]) AS d(id, delta)
+         WHERE a.id = d.id
+    )"""
+
+
+def _write_postgresql(postings, moved: dict, riders, now) -> list[int]:
+    entries = [(n, ln) for n, p in enumerate(postings, 1) for ln in p.lines]
+    params = [
+        len(postings), now,
+        [p.kind for p in postings], [p.advertiser_id for p in postings],
+        [p.business_center_id for p in postings], [p.campaign_id for p in postings],
+        [p.amount for p in postings], [p.currency for p in postings],
+        [p.occurred_at or now for p in postings], [p.memo[:300] for p in postings],
+        [n for n, _ in entries], [ln.account.pk for _, ln in entries], [ln.side for _, ln in entries],
+        [ln.amount for _, ln in entries],
+        list(moved), list(moved.values()),
+    ]
+    statement = "WITH" + _booking_sql() + "".join(f", {r.sql}" for r in riders) + " SELECT id FROM ids ORDER BY n"
+    for r in riders:
+        params += r.params
+    with prepared_cursor() as cursor:
+        cursor.execute(statement, params)
+        return [row[0] for row in cursor.fetchall()]
+
+
+def _write_orm(postings, moved: dict, now) -> list[int]:
+    """Other databases (the embedded SQLite of `make run`): the same rows through the ORM."""
+    txs = LedgerTransaction.objects.bulk_create([
+        LedgerTransaction(kind=p.kind, advertiser_id=p.advertiser_id, business_center_id=p.business_center_id,
+                          campaign_id=p.campaign_id, amount=p.amount, currency=p.currency,
+                          occurred_at=p.occurred_at or now, created_at=now, memo=p.memo[:300])
+        for p in postings
+    ])
+    LedgerEntry.objects.bulk_create([
+        LedgerEntry(transaction=tx, account_id=ln.account.pk, side=ln.side, amount=ln.amount)
+        for p, tx in zip(postings, txs) for ln in p.lines
+    ])
+    if moved:
+        qn = connection.ops.quote_name
+        table, id_col = qn(LedgerAccount._meta.db_table), qn(LedgerAccount._meta.pk.column)
+        whens = " ".join(["WHEN %s THEN %s"] * len(moved))
         # SQLite keeps decimals as binary floats: without rounding back to the 4 stored places,
         # using up a balance exactly (64.41 − 64.41) can leave −1e-14 and trip the CHECK.
-        new_balance = f"ROUND({new_balance}, 4)"
-    with connection.cursor() as cursor:
-        cursor.execute(f"UPDATE {table} SET balance = {new_balance} WHERE {id_col} IN ({ids})", params)
+        new_balance = f"ROUND(balance + CASE {id_col} {whens} END, 4)"
+        params = [x for pk, delta in moved.items() for x in (pk, delta)] + list(moved)
+        with connection.cursor() as cursor:
+            cursor.execute(f"UPDATE {table} SET balance = {new_balance} "
+                           f"WHERE {id_col} IN ({', '.join(['%s'] * len(moved))})", params)
+    return [tx.pk for tx in txs]
+
+
+def prepared_cursor():
+    """A cursor whose statements PostgreSQL prepares (psycopg's server-side binding: after
+    `prepare_threshold` runs of the same text on a connection, it is parsed and planned once).
+    Django's own cursors bind on the client; the money engine's fixed statements are worth
+    preparing. Wrapped like Django's cursors, so errors, debug logging and query capture are
+    the same."""
+    from django.db.backends.postgresql.base import ServerBindingCursor
+
+    connection.ensure_connection()
+    return connection._prepare_cursor(ServerBindingCursor(connection.connection))
+
+
+def ledger_post_many(postings: list[Posting]) -> list[LedgerTransaction]:
+    """Book several balanced transactions (`ledger_write`); each posting gets its `transaction`."""
+    ids = ledger_write(postings)
+    now = timezone.now()
+    txs = []
+    for p, pk in zip(postings, ids):
+        tx = LedgerTransaction(id=pk, kind=p.kind, advertiser_id=p.advertiser_id,
+                               business_center_id=p.business_center_id, campaign_id=p.campaign_id, amount=p.amount,
+                               currency=p.currency, occurred_at=p.occurred_at or now, created_at=now,
+                               memo=p.memo[:300])
+        tx._state.adding, tx._state.db = False, connection.alias
+        p.transaction = tx
+        txs.append(tx)
+    return txs
 
 
 def ledger_post(posting: Posting) -> LedgerTransaction:
@@ -147,7 +242,7 @@ def ledger_post(posting: Posting) -> LedgerTransaction:
 
 @dataclass(slots=True)
 class AccountRef:
-    """What `ledger_post_moves` reads of an account, for callers that select rows with
+    """What the ledger writer reads of an account, for callers that select rows with
     `.values_list` instead of building `LedgerAccount` instances (the expiry sweep reads 1,000
     credit accounts a chunk). Its `balance` must be as current as a locked row's, and it is
     moved like an instance's after the booking."""
@@ -177,74 +272,18 @@ class Move:
 
 
 def ledger_post_moves(kind: str, moves: list[Move]) -> None:
-    """Book many two-entry transactions of one kind: the bulk path of the sweeps.
-
-    Same checks, same rows and same balances as `ledger_post_many` with one Posting per move,
-    but on PostgreSQL in four statements built from arrays — no model instances, no per-row SQL
-    — since a sweep books a thousand transactions a chunk. (Through `ledger_post_many`, an
-    expiry chunk of 1,000 credits spent most of its time creating and compiling 3,000 model
-    instances.) Other databases take `ledger_post_many`.
-    """
-    if connection.vendor != "postgresql":
-        postings = []
-        for m in moves:
-            p = Posting(kind=kind, currency=m.debit.currency, amount=m.amount, lines=[], advertiser_id=m.advertiser_id,
-                        occurred_at=m.occurred_at, memo=m.memo)
-            p.move(debit=m.debit, credit=m.credit, amount=m.amount)
-            postings.append(p)
-        ledger_post_many(postings)
-        return
-    deltas: dict[int, Decimal] = defaultdict(Decimal)
-    accounts: dict[int, LedgerAccount] = {}
+    """Book many two-entry transactions of one kind (the sweeps'), through `ledger_write`."""
+    postings = []
     for m in moves:
-        if m.amount <= 0:
-            raise LedgerError(f"entry amount must be positive, got {m.amount}")
         if m.debit.currency != m.credit.currency:
             raise LedgerError(f"unbalanced {kind} transaction: {m.debit.currency} {m.amount} against {m.credit.currency}")
-        deltas[m.debit.pk] += signed(m.debit, DEBIT, m.amount)
-        deltas[m.credit.pk] += signed(m.credit, CREDIT, m.amount)
-        accounts[m.debit.pk], accounts[m.credit.pk] = m.debit, m.credit
-    for pk, delta in deltas.items():
-        if accounts[pk].balance + delta < 0:
-            raise LedgerError(f"{accounts[pk]} would go negative ({accounts[pk].balance} {delta:+})")
-    if not moves:
-        return
-    now = timezone.now()
-    qn = connection.ops.quote_name
-    tx_table, entry_table = qn(LedgerTransaction._meta.db_table), qn(LedgerEntry._meta.db_table)
-    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
-        # Ids first, so the entries can name their transaction without relying on RETURNING's order.
-        cursor.execute("SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
-                       [LedgerTransaction._meta.db_table, len(moves)])
-        tx_ids = [row[0] for row in cursor.fetchall()]
-        cursor.execute(
-            f"""INSERT INTO {tx_table} (id, kind, advertiser_id, amount, currency, occurred_at, created_at, memo)
-                SELECT m.id, %s, m.advertiser_id, m.amount, m.currency, m.occurred_at, %s, m.memo
-                  FROM unnest(%s::bigint[], %s::bigint[], %s::numeric[], %s::text[], %s::timestamptz[], %s::text[])
-                       AS m(id, advertiser_id, amount, currency, occurred_at, memo)""",
-            [kind, now, tx_ids, [m.advertiser_id for m in moves], [m.amount for m in moves],
-             [m.debit.currency for m in moves], [m.occurred_at or now for m in moves], [m.memo[:300] for m in moves]],
-        )
-        cursor.execute(
-            f"""INSERT INTO {entry_table} (transaction_id, account_id, side, amount)
-                SELECT m.id, e.account_id, e.side, m.amount
-                  FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::numeric[]) WITH ORDINALITY
-                       AS m(id, debit_id, credit_id, amount, n),
-                       LATERAL (VALUES (1, m.debit_id, %s), (2, m.credit_id, %s)) AS e(k, account_id, side)
-                 ORDER BY m.n, e.k""",
-            [tx_ids, [m.debit.pk for m in moves], [m.credit.pk for m in moves], [m.amount for m in moves],
-             DEBIT, CREDIT],
-        )
-        moved = {pk: d for pk, d in deltas.items() if d}
-        if moved:
-            table, id_col = qn(LedgerAccount._meta.db_table), qn(LedgerAccount._meta.pk.column)
-            cursor.execute(
-                f"UPDATE {table} AS a SET balance = a.balance + d.delta"
-                f" FROM unnest(%s::bigint[], %s::numeric[]) AS d(id, delta) WHERE a.{id_col} = d.id",
-                [list(moved), list(moved.values())],
-            )
-    for pk, delta in deltas.items():
-        accounts[pk].balance += delta
+        p = Posting(kind=kind, currency=m.debit.currency, amount=m.amount, lines=[], advertiser_id=m.advertiser_id,
+                    occurred_at=m.occurred_at, memo=m.memo)
+        if m.amount <= 0:
+            raise LedgerError(f"entry amount must be positive, got {m.amount}")
+        p.move(debit=m.debit, credit=m.credit, amount=m.amount)
+        postings.append(p)
+    ledger_write(postings)
 
 
 def accounts_open_for_advertiser(advertiser) -> None:

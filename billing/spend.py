@@ -7,19 +7,23 @@ queries: lock the advertisers in id order, load their accounts and usable credit
 memory, then insert transactions, entries and events and move balances in bulk.
 """
 
+import functools
+import json
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from billing.ledger import Posting, advertiser_accounts, ledger_post_many, lock_advertisers
-from billing.models import DEBIT, Purpose, SpendEvent, SpendKind, TxKind
+from billing.ledger import AccountRef, Posting, Rider, advertiser_accounts, ledger_write, lock_advertisers, prepared_cursor
+from billing.models import DEBIT, LedgerAccount, Purpose, SpendEvent, SpendKind, TxKind
 from billing.money import ZERO, parse_amount
 from billing.waterfall import Allocation, Charge, CreditState, Funds, allocate
 from portal import inputs
+from portal.dbtypes import EARLIEST, LATEST
 from portal.errors import BadInput, Conflict
 
 MAX_FUTURE_SKEW = timedelta(hours=1)
@@ -67,10 +71,9 @@ def _parse_id(value, index: int, name: str) -> int:
         raise _bad(index, e.code, e.message) from None
 
 
-def spend_validate(raw_events) -> list[SpendIn]:
-    """Parse and check every event; the first bad one raises with its index. Two queries."""
-    from portal.models import Advertiser, Campaign
-
+def spend_parse(raw_events) -> list[tuple]:
+    """Check the shape of every event (no database): the first bad one raises with its index.
+    Returns `(index, raw, event_id, kind, advertiser_id, campaign_id)` per event."""
     if not isinstance(raw_events, list) or not raw_events:
         raise BadInput("invalid_events", "events must be a non-empty list.")
     if len(raw_events) > settings.SPEND_BATCH_MAX:
@@ -94,8 +97,12 @@ def spend_validate(raw_events) -> list[SpendIn]:
             raise _bad(i, "invalid_event", f"kind must be ad_spend or fee, got {kind!r}.")
         parsed.append((i, raw, event_id, kind, _parse_id(raw["advertiser_id"], i, "advertiser_id"),
                        _parse_id(raw["campaign_id"], i, "campaign_id")))
-    advertisers = Advertiser.objects.in_bulk({p[4] for p in parsed})
-    campaigns = Campaign.objects.in_bulk({p[5] for p in parsed})
+    return parsed
+
+
+def spend_validate(parsed: list[tuple], advertisers: dict, campaigns: dict) -> list[SpendIn]:
+    """Check every parsed event against its (locked) advertiser and its campaign, in order: the
+    first bad one raises with its index."""
     now = timezone.now()
     out = []
     for i, raw, event_id, kind, adv_id, camp_id in parsed:
@@ -147,52 +154,196 @@ def allocations_for(events: list[SpendEvent]) -> dict[str, Allocation]:
     return out
 
 
-def _credit_states(advertisers: dict) -> tuple[dict[int, list[CreditState]], dict[int, object]]:
+@dataclass
+class SpendWorld:
+    """Everything a batch needs to be booked, read once under the advertisers' locks."""
+
+    campaigns: dict  # id -> Campaign
+    accounts: dict  # advertiser id -> purpose -> LedgerAccount
+    credits: dict  # advertiser id -> [CreditState] (usable accounts only)
+    credit_accounts: dict  # credit id -> its ledger account (LedgerAccount or AccountRef)
+    existing: dict  # event_id -> SpendEvent already booked
+    enrolled: set  # advertiser ids with an open ladder enrollment
+
+
+def _credit_state(c: dict, campaign_ids) -> CreditState:
+    return CreditState(
+        id=c["id"], kind=c["kind"], remaining=c["balance"], valid_from=c["valid_from"], expires_at=c["expires_at"],
+        percent=c["percent"], eligible_objectives=tuple(c["eligible_objectives"] or ()),
+        eligible_product_source=c["eligible_product_source"], campaign_ids=frozenset(campaign_ids or ()),
+    )
+
+
+@functools.cache
+def _world_sql() -> str:
+    from portal.models import Campaign
+    from promotions.models import Credit, Enrollment
+
+    qn = connection.ops.quote_name
+    t = {m: qn(m._meta.db_table) for m in (Campaign, LedgerAccount, Credit, SpendEvent, Enrollment)}
+    through = qn(Credit.campaigns.through._meta.db_table)
+    return f"""
+    WITH camp AS (
+        SELECT id, advertiser_id, objective, product_source, shop_id, status FROM {t[Campaign]}
+         WHERE id = ANY(%s::bigint[])
+    ), acc AS (
+        SELECT id, advertiser_id, purpose, currency, normal, balance FROM {t[LedgerAccount]}
+         WHERE advertiser_id = ANY(%s::bigint[]) AND purpose <> %s
+    ), cr AS (
+        SELECT c.id, c.advertiser_id, c.kind, c.valid_from, c.expires_at, c.percent, c.eligible_objectives,
+               c.eligible_product_source, a.id AS account_id, a.currency, a.normal, a.balance,
+               ARRAY(SELECT m.campaign_id FROM {through} m WHERE m.credit_id = c.id) AS campaign_ids
+          FROM {t[Credit]} c JOIN {t[LedgerAccount]} a ON a.id = c.ledger_account_id
+         WHERE c.advertiser_id = ANY(%s::bigint[]) AND c.status = %s AND a.balance > 0
+    ), ev AS (
+        SELECT id, event_id, advertiser_id, campaign_id, amount, currency, kind, transaction_id,
+               GREATEST(LEAST(occurred_at, %s), %s) AS occurred_at
+          FROM {t[SpendEvent]} WHERE event_id = ANY(%s::text[])
+    ), en AS (
+        SELECT DISTINCT advertiser_id FROM {t[Enrollment]} WHERE advertiser_id = ANY(%s::bigint[]) AND status = %s
+    )
+    SELECT (SELECT coalesce(json_agg(camp), '[]') FROM camp)::text, (SELECT coalesce(json_agg(acc), '[]') FROM acc)::text,
+           (SELECT coalesce(json_agg(cr), '[]') FROM cr)::text, (SELECT coalesce(json_agg(ev), '[]') FROM ev)::text,
+           (SELECT coalesce(json_agg(en.advertiser_id), '[]') FROM en)::text"""
+
+
+def _instance(model, row: dict):
+    """A model instance of the columns read (as `Model.from_db` makes them; the others deferred)."""
+    names = [f.attname for f in model._meta.concrete_fields if f.attname in row]
+    return model.from_db(connection.alias, names, [row[n] for n in names])
+
+
+def _dates(row: dict, *names) -> dict:
+    for name in names:
+        if row.get(name) is not None:
+            row[name] = datetime.fromisoformat(row[name])
+    return row
+
+
+def spend_world(advertisers: dict, campaign_ids: set, event_ids: list) -> SpendWorld:
+    """One read of everything the batch needs (issue 10): its campaigns, the advertisers'
+    accounts, their usable credits with their coupons' campaigns, the events already booked and
+    who has an open enrollment. Callers hold the advertisers' locks, so what is read is current."""
+    from portal.models import Campaign
+    from promotions.models import CreditStatus, EnrollmentStatus
+
+    usable = [pk for pk, a in advertisers.items() if a.credit_usable]
+    if connection.vendor != "postgresql":
+        return _spend_world_orm(advertisers, usable, campaign_ids, event_ids)
+    with prepared_cursor() as cursor:
+        cursor.execute(_world_sql(), [
+            sorted(campaign_ids), list(advertisers), Purpose.PROMO_CREDIT, usable, CreditStatus.ACTIVE,
+            LATEST, EARLIEST, list(event_ids), list(advertisers), EnrollmentStatus.OPEN,
+        ])
+        camps, accs, creds, events, enrolled = (json.loads(v, parse_float=Decimal) for v in cursor.fetchone())
+    accounts: dict[int, dict] = defaultdict(dict)
+    for row in accs:
+        accounts[row["advertiser_id"]][row["purpose"]] = _instance(LedgerAccount, {**row, "balance": Decimal(row["balance"])})
+    credits: dict[int, list] = {pk: [] for pk in advertisers}
+    credit_accounts = {}
+    for c in creds:
+        _dates(c, "valid_from", "expires_at")
+        c["balance"] = Decimal(c["balance"])
+        c["percent"] = None if c["percent"] is None else Decimal(c["percent"])
+        credits[c["advertiser_id"]].append(_credit_state(c, c["campaign_ids"]))
+        credit_accounts[c["id"]] = AccountRef(pk=c["account_id"], currency=c["currency"], normal=c["normal"],
+                                              balance=c["balance"], purpose=Purpose.PROMO_CREDIT,
+                                              advertiser_id=c["advertiser_id"])
+    return SpendWorld(
+        campaigns={row["id"]: _instance(Campaign, row) for row in camps},
+        accounts=accounts, credits=credits, credit_accounts=credit_accounts,
+        existing={row["event_id"]: _instance(SpendEvent, {**_dates(row, "occurred_at"), "amount": Decimal(row["amount"])})
+                  for row in events},
+        enrolled=set(enrolled),
+    )
+
+
+def _spend_world_orm(advertisers: dict, usable: list, campaign_ids: set, event_ids: list) -> SpendWorld:
+    """The same read on other databases (the embedded SQLite of `make run`), through the ORM."""
+    from portal.models import Campaign
+    from promotions.models import Credit, CreditStatus, Enrollment, EnrollmentStatus
+
+    found = list(Credit.objects.filter(advertiser_id__in=usable, status=CreditStatus.ACTIVE,
+                                       ledger_account__balance__gt=0).select_related("ledger_account"))
+    assigned: dict[int, set] = defaultdict(set)
+    for credit_id, campaign_id in Credit.campaigns.through.objects.filter(
+            credit_id__in=[c.pk for c in found]).values_list("credit_id", "campaign_id"):
+        assigned[credit_id].add(campaign_id)
+    credits: dict[int, list] = {pk: [] for pk in advertisers}
+    for c in found:
+        row = {"id": c.pk, "kind": c.kind, "balance": c.ledger_account.balance, "valid_from": c.valid_from,
+               "expires_at": c.expires_at, "percent": c.percent, "eligible_objectives": c.eligible_objectives,
+               "eligible_product_source": c.eligible_product_source}
+        credits[c.advertiser_id].append(_credit_state(row, assigned[c.pk]))
+    return SpendWorld(
+        campaigns=Campaign.objects.in_bulk(campaign_ids), accounts=advertiser_accounts(advertisers),
+        credits=credits, credit_accounts={c.pk: c.ledger_account for c in found},
+        existing={ev.event_id: ev for ev in SpendEvent.objects.filter(event_id__in=event_ids)},
+        enrolled=set(Enrollment.objects.filter(advertiser_id__in=list(advertisers), status=EnrollmentStatus.OPEN)
+                     .values_list("advertiser_id", flat=True)),
+    )
+
+
+def _events_rider(fresh: list[SpendIn], spent: list[int], paused: list[int]) -> Rider:
+    """The spend events, the credits this batch used up and the campaigns it paused (R10),
+    written in the booking's statement."""
+    from portal.models import Campaign, CampaignStatus
     from promotions.models import Credit, CreditStatus
 
-    usable_ids = [pk for pk, a in advertisers.items() if a.credit_usable]
-    credits = list(
-        Credit.objects.filter(
-            advertiser_id__in=usable_ids, status=CreditStatus.ACTIVE, ledger_account__balance__gt=0
-        ).select_related("ledger_account")
+    now = timezone.now()
+    qn = connection.ops.quote_name
+    events, credits, campaigns = (qn(m._meta.db_table) for m in (SpendEvent, Credit, Campaign))
+
+    def orm(tx_ids):
+        SpendEvent.objects.bulk_create([
+            SpendEvent(event_id=it.event_id, advertiser_id=it.advertiser_id, campaign_id=it.campaign_id,
+                       amount=it.amount, currency=it.currency, occurred_at=it.occurred_at, kind=it.kind,
+                       transaction_id=tx, created_at=now)
+            for it, tx in zip(fresh, tx_ids)
+        ])
+        Credit.objects.filter(pk__in=spent, status=CreditStatus.ACTIVE).update(status=CreditStatus.USED_UP, ended_at=now)
+        Campaign.objects.filter(advertiser_id__in=paused, status=CampaignStatus.ACTIVE).update(
+            status=CampaignStatus.PAUSED_FUNDS)
+
+    return Rider(
+        sql=f"""events AS (
+            INSERT INTO {events} (event_id, advertiser_id, campaign_id, amount, currency, occurred_at, kind,
+                                  transaction_id, created_at)
+            SELECT e.event_id, e.advertiser_id, e.campaign_id, e.amount, e.currency, e.occurred_at, e.kind, ids.id, %s
+              FROM unnest(%s::text[], %s::bigint[], %s::bigint[], %s::numeric[], %s::text[], %s::timestamptz[],
+                          %s::text[]) WITH ORDINALITY
+                   AS e(event_id, advertiser_id, campaign_id, amount, currency, occurred_at, kind, n)
+              JOIN ids ON ids.n = e.n
+        ), used_up AS (
+            UPDATE {credits} SET status = %s, ended_at = %s WHERE id = ANY(%s::bigint[]) AND status = %s
+        ), paused AS (
+            UPDATE {campaigns} SET status = %s WHERE advertiser_id = ANY(%s::bigint[]) AND status = %s
+        )""",
+        params=[now, [it.event_id for it in fresh], [it.advertiser_id for it in fresh],
+                [it.campaign_id for it in fresh], [it.amount for it in fresh], [it.currency for it in fresh],
+                [it.occurred_at for it in fresh], [it.kind for it in fresh],
+                CreditStatus.USED_UP, now, spent, CreditStatus.ACTIVE,
+                CampaignStatus.PAUSED_FUNDS, paused, CampaignStatus.ACTIVE],
+        orm=orm,
     )
-    assigned: dict[int, set] = {}
-    coupon_ids = [c.pk for c in credits if c.kind == "assignable"]
-    if coupon_ids:
-        for credit_id, campaign_id in Credit.campaigns.through.objects.filter(credit_id__in=coupon_ids).values_list(
-            "credit_id", "campaign_id"
-        ):
-            assigned.setdefault(credit_id, set()).add(campaign_id)
-    states: dict[int, list[CreditState]] = {pk: [] for pk in advertisers}
-    objects = {}
-    for c in credits:
-        objects[c.pk] = c
-        states[c.advertiser_id].append(
-            CreditState(
-                id=c.pk,
-                kind=c.kind,
-                remaining=c.ledger_account.balance,
-                valid_from=c.valid_from,
-                expires_at=c.expires_at,
-                percent=c.percent,
-                eligible_objectives=tuple(c.eligible_objectives or ()),
-                eligible_product_source=c.eligible_product_source,
-                campaign_ids=frozenset(assigned.get(c.pk, ())),
-            )
-        )
-    return states, objects
 
 
 def spend_record_batch(*, events) -> list[SpendResult]:
-    """Validate, allocate and book a batch of spend events (raw dicts from any door)."""
-    from portal.models import BillingMethod, Campaign, CampaignStatus
-    from promotions.models import Credit, CreditStatus
+    """Validate, allocate and book a batch of spend events (raw dicts from any door).
+
+    A batch of any size is a constant number of statements: the advertisers locked in id order
+    (one), everything else the batch needs read (one), the allocation in memory, and the booking
+    with its events, used-up credits and paused campaigns written (one). Ladder progress adds its
+    own statements only when a charged advertiser has an open enrollment."""
+    from portal.models import BillingMethod
     from promotions.programs import enrollments_record_spend
 
-    items = spend_validate(events)
+    parsed = spend_parse(events)
     with transaction.atomic():
-        advertisers = lock_advertisers([it.advertiser_id for it in items])
-        existing = {ev.event_id: ev for ev in SpendEvent.objects.filter(event_id__in=[it.event_id for it in items])}
+        advertisers = lock_advertisers({p[4] for p in parsed})
+        world = spend_world(advertisers, {p[5] for p in parsed}, list(dict.fromkeys(p[2] for p in parsed)))
+        items = spend_validate(parsed, advertisers, world.campaigns)
+        existing = world.existing
         seen: dict[str, SpendIn] = {}
         fresh: list[SpendIn] = []
         for i, it in enumerate(items):
@@ -208,8 +359,7 @@ def spend_record_batch(*, events) -> list[SpendResult]:
                 fresh.append(it)
             seen[it.event_id] = it
 
-        accounts = advertiser_accounts(advertisers)
-        states, credit_objects = _credit_states(advertisers)
+        accounts = world.accounts
         funds = {}
         for pk, adv in advertisers.items():
             acc = accounts[pk]
@@ -224,7 +374,7 @@ def spend_record_batch(*, events) -> list[SpendResult]:
             camp = it.campaign
             alloc = allocate(
                 Charge(it.amount, it.currency, camp.pk, camp.objective, camp.product_source, it.occurred_at, it.kind),
-                states[it.advertiser_id],
+                world.credits[it.advertiser_id],
                 funds[it.advertiser_id],
             )
             allocations[it.event_id] = alloc
@@ -241,31 +391,30 @@ def spend_record_batch(*, events) -> list[SpendResult]:
                 memo=f"event {it.event_id}",
             )
             if alloc.discount_credit_id:
-                p.move(debit=credit_objects[alloc.discount_credit_id].ledger_account, credit=income, amount=alloc.discount)
+                p.move(debit=world.credit_accounts[alloc.discount_credit_id], credit=income, amount=alloc.discount)
             for credit_id, amount in alloc.coupons + alloc.credits:
-                p.move(debit=credit_objects[credit_id].ledger_account, credit=income, amount=amount)
+                p.move(debit=world.credit_accounts[credit_id], credit=income, amount=amount)
             for purpose in (Purpose.CASH, Purpose.ACCRUED, Purpose.CREDIT_LINE, Purpose.ARREARS):
                 p.move(debit=acc[purpose], credit=income, amount=getattr(alloc, purpose))
             postings.append(p)
 
         if postings:
-            ledger_post_many(postings)
+            # what the booking leaves: used-up credits, and accounts out of funds (R10, R27)
+            states = {st.id: st for per_adv in world.credits.values() for st in per_adv}
+            spent = sorted(pk for pk, st in states.items() if st.remaining == 0)
+            arrears = defaultdict(Decimal, {pk: accounts[pk][Purpose.ARREARS].balance for pk in advertisers})
+            for it in fresh:
+                arrears[it.advertiser_id] += allocations[it.event_id].arrears
+            charged = {it.advertiser_id for it in fresh}
+            out_of_funds = sorted(
+                pk
+                for pk, adv in advertisers.items()
+                if arrears[pk] > 0
+                or (adv.billing_method == BillingMethod.MONTHLY_INVOICE and funds[pk].credit_line_available <= 0
+                    and pk in charged)
+            )
             try:
-                SpendEvent.objects.bulk_create(
-                    [
-                        SpendEvent(
-                            event_id=it.event_id,
-                            advertiser_id=it.advertiser_id,
-                            campaign_id=it.campaign_id,
-                            amount=it.amount,
-                            currency=it.currency,
-                            occurred_at=it.occurred_at,
-                            kind=it.kind,
-                            transaction=p.transaction,
-                        )
-                        for it, p in zip(fresh, postings)
-                    ]
-                )
+                ledger_write(postings, riders=(_events_rider(fresh, spent, out_of_funds),))
             except IntegrityError as e:
                 # R15: a concurrent request booked one of these event_ids after our check. Requests
                 # for the same advertiser are serialised by its lock, so that request was for
@@ -276,32 +425,10 @@ def spend_record_batch(*, events) -> list[SpendResult]:
                     "event_id_conflict",
                     "An event_id in this batch was just used for a different charge by another request.",
                 ) from e
-            enrollments_record_spend(
-                charges=[
-                    (it.advertiser_id, it.campaign, it.occurred_at, allocations[it.event_id])
-                    for it in fresh
-                    if it.kind == SpendKind.AD_SPEND
-                ]
-            )
-            spent = [pk for pk, c in credit_objects.items() if c.ledger_account.balance == 0]
-            if spent:
-                Credit.objects.filter(pk__in=spent, status=CreditStatus.ACTIVE).update(
-                    status=CreditStatus.USED_UP, ended_at=timezone.now()
-                )
-            out_of_funds = [
-                pk
-                for pk, adv in advertisers.items()
-                if accounts[pk][Purpose.ARREARS].balance > 0
-                or (
-                    adv.billing_method == BillingMethod.MONTHLY_INVOICE
-                    and funds[pk].credit_line_available <= 0
-                    and pk in {it.advertiser_id for it in fresh}
-                )
-            ]
-            if out_of_funds:
-                Campaign.objects.filter(advertiser_id__in=out_of_funds, status=CampaignStatus.ACTIVE).update(
-                    status=CampaignStatus.PAUSED_FUNDS
-                )
+            ladder = [(it.advertiser_id, it.campaign, it.occurred_at, allocations[it.event_id])
+                      for it in fresh if it.kind == SpendKind.AD_SPEND and it.advertiser_id in world.enrolled]
+            if ladder:
+                enrollments_record_spend(charges=ladder)
 
     replays = [existing[it.event_id] for it in items if it.event_id in existing]
     allocations.update(allocations_for(replays) if replays else {})

@@ -78,9 +78,9 @@ def counted(user, raw):
     """A valid token's request counts against its rate limit (portal/ratelimit.py); over the
     limit `RateLimited` is raised and the API answers 429. The first request of each rate window
     notes the token's use in the cache (not the database: a refused request changes no row), so
-    "last used" costs one cache write a window, not one a request."""
-    if user is not None and token_hit(raw):
-        cache.set(_last_used_key(user.api_token_id), time.time(), timeout=LAST_USED_TTL)
+    "last used" is written once a window, in the same round trip as the count."""
+    if user is not None:
+        token_hit(raw, mark=(_last_used_key(user.api_token_id), time.time(), LAST_USED_TTL))
     return user
 
 
