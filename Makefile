@@ -70,6 +70,7 @@ lint: install-test
 	$(PY) manage.py check --fail-level WARNING
 	$(PY) manage.py makemigrations --check --dry-run
 	$(PY) -m compileall -q portal billing promotions tests
+	$(VENV)/bin/lint-imports
 
 lock:
 	@scripts/lock.sh

@@ -15,7 +15,7 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from billing.models import DEBIT, LedgerEntry, LedgerTransaction, Purpose, TxKind
-from billing.money import ZERO, fmt
+from billing.money import ZERO, fmt, format_money
 from billing.selectors import Balances, advertiser_balances
 
 # Where the money of a transaction came from, in the order the waterfall uses it (R10).
@@ -144,7 +144,6 @@ CSV_HEADER = ["date", "transaction_id", "type", "campaign", "amount", "currency"
 def transactions_csv_rows(*, advertiser, **filters):
     """The header, then one row per transaction (local time, exact amounts, a column per funding
     source). Reads in chunks of 500 with their entries: a constant number of queries per chunk."""
-    from billing.templatetags.money import format_money
 
     cur, tz = advertiser.currency, advertiser.tz
     yield CSV_HEADER

@@ -17,7 +17,7 @@ from reportlab.lib.units import mm
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
 from billing.page_selectors import InvoiceDocument
-from billing.templatetags.money import SYMBOLS, format_money
+from billing.money import SYMBOLS, format_money
 
 TEXT = colors.HexColor("#161823")
 MUTED = colors.HexColor("#6b7080")

@@ -99,3 +99,25 @@ def round_down(amount: Decimal, currency: str) -> Decimal:
 def fmt(amount: Decimal, currency: str) -> str:
     """The canonical string form used by the API: exactly the currency's places."""
     return str(Decimal(amount).quantize(quantum(currency)))
+
+
+# --- display ---------------------------------------------------------------------------------
+
+SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "CNY": "CN¥", "KRW": "₩", "INR": "₹", "CAD": "CA$",
+           "AUD": "A$", "HKD": "HK$", "SGD": "S$", "NZD": "NZ$", "MXN": "MX$", "BRL": "R$"}
+
+
+def format_money(amount, currency: str) -> str:
+    """"$1,234.50", "¥1,200", "KWD 1.250": the currency's places, grouped thousands, a real minus
+    sign (display only: the APIs write `fmt`). Pages, CSV exports, PDFs and emails use it."""
+    try:
+        value = Decimal(amount)
+    except (InvalidOperation, TypeError, ValueError):
+        return ""
+    if currency not in MINOR_UNITS:
+        return f"{value} {currency}"
+    value = value.quantize(quantum(currency))
+    body = f"{abs(value):,.{MINOR_UNITS[currency]}f}"
+    symbol = SYMBOLS.get(currency)
+    text = f"{symbol}{body}" if symbol else f"{currency} {body}"
+    return f"−{text}" if value < 0 else text

@@ -13,7 +13,7 @@ from django.db.models import Count, Q, QuerySet, Sum
 from django.utils import timezone
 
 from billing.models import Bill, BillKind, BillStatus, PaymentMethod
-from billing.money import ZERO
+from billing.money import ZERO, format_money
 from billing.switching import ALLOWED
 from portal.models import BillingMethod
 
@@ -171,7 +171,6 @@ def _fmt_day(d) -> str:
 def invoice_document(*, bill: Bill, advertiser) -> InvoiceDocument:
     """What an invoice or bill says: issuer, number, local dates, lines that add up to the total,
     and its status. No queries beyond the bill itself (and its advertiser, already loaded)."""
-    from billing.templatetags.money import format_money
 
     tz = advertiser.tz
     cur = bill.currency

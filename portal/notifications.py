@@ -8,6 +8,7 @@ claims a row with a guarded UPDATE, so a retried task never sends twice.
 
 from dataclasses import dataclass, field
 
+from celery import shared_task
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import EmailMultiAlternatives
@@ -73,9 +74,13 @@ def notify_many(drafts: list[Draft], *, skip_existing: bool = False) -> list[int
 
 
 def _queue(ids: list[int]) -> None:
-    from portal.tasks import send_notifications
-
     send_notifications.delay(ids)
+
+
+@shared_task(name="portal.tasks.send_notifications", ignore_result=True)  # its name before it moved here
+def send_notifications(notification_ids: list[int]) -> None:
+    for pk in notification_ids:
+        notification_send_email(notification_id=pk)
 
 
 def render_body(note: Notification) -> str:

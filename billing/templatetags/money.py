@@ -1,31 +1,13 @@
 """`{{ amount|money:currency }}` → "$1,234.50", "¥1,200", "KWD 1.250": the currency's places,
 grouped thousands, a real minus sign. Display only; the API keeps `billing.money.fmt`."""
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from django import template
 
-from billing.money import MINOR_UNITS, quantum
+from billing.money import SYMBOLS, format_money
 
 register = template.Library()
-
-SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "CNY": "CN¥", "KRW": "₩", "INR": "₹", "CAD": "CA$",
-           "AUD": "A$", "HKD": "HK$", "SGD": "S$", "NZD": "NZ$", "MXN": "MX$", "BRL": "R$"}
-
-
-def format_money(amount, currency: str) -> str:
-    try:
-        value = Decimal(amount)
-    except (InvalidOperation, TypeError, ValueError):
-        return ""
-    if currency not in MINOR_UNITS:
-        return f"{value} {currency}"
-    value = value.quantize(quantum(currency))
-    body = f"{abs(value):,.{MINOR_UNITS[currency]}f}"
-    symbol = SYMBOLS.get(currency)
-    text = f"{symbol}{body}" if symbol else f"{currency} {body}"
-    return f"−{text}" if value < 0 else text
-
 
 @register.filter
 def money(amount, currency):
