@@ -18,12 +18,12 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from billing.ledger import AccountRef, Posting, Rider, advertiser_accounts, ledger_write, lock_advertisers, prepared_cursor
+from billing.ledger import AccountRef, Posting, Rider, advertiser_accounts, ledger_write, lock_advertisers
 from billing.models import DEBIT, LedgerAccount, Purpose, SpendEvent, SpendKind, TxKind
 from billing.money import ZERO, parse_amount
 from billing.waterfall import Allocation, Charge, CreditState, Funds, allocate
 from portal import inputs
-from portal.dbtypes import EARLIEST, LATEST
+from portal.dbtypes import EARLIEST, LATEST, prepared_cursor
 from portal.errors import BadInput, Conflict
 
 MAX_FUTURE_SKEW = timedelta(hours=1)
@@ -154,12 +154,28 @@ def allocations_for(events: list[SpendEvent]) -> dict[str, Allocation]:
     return out
 
 
+# The advertiser accounts a charge can move: what pays it and what it earns (not its credits').
+SPEND_PURPOSES = [Purpose.CASH, Purpose.ACCRUED, Purpose.CREDIT_LINE, Purpose.ARREARS, Purpose.REVENUE,
+                  Purpose.FEE_REVENUE]
+
+
+@dataclass(slots=True)
+class CampaignRef:
+    """What a charge reads of its campaign (the waterfall's and the ladder's eligibility)."""
+
+    pk: int
+    advertiser_id: int
+    objective: str
+    product_source: str
+    shop_id: str
+
+
 @dataclass
 class SpendWorld:
     """Everything a batch needs to be booked, read once under the advertisers' locks."""
 
-    campaigns: dict  # id -> Campaign
-    accounts: dict  # advertiser id -> purpose -> LedgerAccount
+    campaigns: dict  # id -> CampaignRef (or Campaign)
+    accounts: dict  # advertiser id -> purpose -> AccountRef (or LedgerAccount)
     credits: dict  # advertiser id -> [CreditState] (usable accounts only)
     credit_accounts: dict  # credit id -> its ledger account (LedgerAccount or AccountRef)
     existing: dict  # event_id -> SpendEvent already booked
@@ -188,7 +204,7 @@ def _world_sql() -> str:
          WHERE id = ANY(%s::bigint[])
     ), acc AS (
         SELECT id, advertiser_id, purpose, currency, normal, balance FROM {t[LedgerAccount]}
-         WHERE advertiser_id = ANY(%s::bigint[]) AND purpose <> %s
+         WHERE advertiser_id = ANY(%s::bigint[]) AND purpose = ANY(%s::text[])
     ), cr AS (
         SELECT c.id, c.advertiser_id, c.kind, c.valid_from, c.expires_at, c.percent, c.eligible_objectives,
                c.eligible_product_source, a.id AS account_id, a.currency, a.normal, a.balance,
@@ -224,7 +240,6 @@ def spend_world(advertisers: dict, campaign_ids: set, event_ids: list) -> SpendW
     """One read of everything the batch needs (issue 10): its campaigns, the advertisers'
     accounts, their usable credits with their coupons' campaigns, the events already booked and
     who has an open enrollment. Callers hold the advertisers' locks, so what is read is current."""
-    from portal.models import Campaign
     from promotions.models import CreditStatus, EnrollmentStatus
 
     usable = [pk for pk, a in advertisers.items() if a.credit_usable]
@@ -232,13 +247,15 @@ def spend_world(advertisers: dict, campaign_ids: set, event_ids: list) -> SpendW
         return _spend_world_orm(advertisers, usable, campaign_ids, event_ids)
     with prepared_cursor() as cursor:
         cursor.execute(_world_sql(), [
-            sorted(campaign_ids), list(advertisers), Purpose.PROMO_CREDIT, usable, CreditStatus.ACTIVE,
+            sorted(campaign_ids), list(advertisers), SPEND_PURPOSES, usable, CreditStatus.ACTIVE,
             LATEST, EARLIEST, list(event_ids), list(advertisers), EnrollmentStatus.OPEN,
         ])
         camps, accs, creds, events, enrolled = (json.loads(v, parse_float=Decimal) for v in cursor.fetchone())
     accounts: dict[int, dict] = defaultdict(dict)
     for row in accs:
-        accounts[row["advertiser_id"]][row["purpose"]] = _instance(LedgerAccount, {**row, "balance": Decimal(row["balance"])})
+        accounts[row["advertiser_id"]][row["purpose"]] = AccountRef(
+            pk=row["id"], currency=row["currency"], normal=row["normal"], balance=Decimal(row["balance"]),
+            purpose=row["purpose"], advertiser_id=row["advertiser_id"])
     credits: dict[int, list] = {pk: [] for pk in advertisers}
     credit_accounts = {}
     for c in creds:
@@ -250,7 +267,9 @@ def spend_world(advertisers: dict, campaign_ids: set, event_ids: list) -> SpendW
                                               balance=c["balance"], purpose=Purpose.PROMO_CREDIT,
                                               advertiser_id=c["advertiser_id"])
     return SpendWorld(
-        campaigns={row["id"]: _instance(Campaign, row) for row in camps},
+        campaigns={row["id"]: CampaignRef(pk=row["id"], advertiser_id=row["advertiser_id"], objective=row["objective"],
+                                          product_source=row["product_source"], shop_id=row["shop_id"])
+                   for row in camps},
         accounts=accounts, credits=credits, credit_accounts=credit_accounts,
         existing={row["event_id"]: _instance(SpendEvent, {**_dates(row, "occurred_at"), "amount": Decimal(row["amount"])})
                   for row in events},

@@ -6,11 +6,15 @@ which is year 0 in UTC) made every page and API answer that read it fail. Such a
 as the nearest instant Python holds — a day inside year 1 or year 9999, so it still converts to
 any time zone — and `reconcile_ledger` lists the row (`billing/reconcile.py`) for staff to
 correct. Values Python can hold are read by psycopg's own (C) loader, unchanged.
+
+`prepared_cursor` is the other way the portal reads and writes PostgreSQL: for the money engine's
+fixed statements, which PostgreSQL prepares (issue 10, decision 0020).
 """
 
 from datetime import UTC, datetime
 
 import psycopg
+from django.db import connection
 from psycopg.adapt import Loader
 from psycopg.pq import Format
 
@@ -45,3 +49,15 @@ def register(sender, connection, **kwargs) -> None:
     current = adapters.get_loader(oid, Format.TEXT)  # Django reads results as text
     if current not in _CLAMPING.values():
         adapters.register_loader("timestamptz", _clamping(current))
+
+
+def prepared_cursor():
+    """A cursor whose statements PostgreSQL prepares (psycopg's server-side binding: after
+    `prepare_threshold` runs of the same text on a connection, it is parsed and planned once).
+    Django's own cursors bind on the client; the money engine's fixed statements are worth
+    preparing. Wrapped like Django's cursors, so errors, debug logging and query capture are
+    the same."""
+    from django.db.backends.postgresql.base import ServerBindingCursor
+
+    connection.ensure_connection()
+    return connection._prepare_cursor(ServerBindingCursor(connection.connection))
