@@ -87,6 +87,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
+    # The money engine's fixed statements (portal.dbtypes.prepared_cursor) are prepared after this
+    # many runs on a connection; the ORM's client-bound queries never are. 0 turns it off (e.g.
+    # behind a transaction-pooling PgBouncer older than 1.21). Decision 0020.
+    # Prepared, they keep one generic plan (their ids come as arrays: the plan does not depend on
+    # them); without this PostgreSQL re-plans each run, which costs more than running them.
+    _prepare = env.int("DB_PREPARE_THRESHOLD", default=5)
+    _options = DATABASES["default"].setdefault("OPTIONS", {})
+    _options["prepare_threshold"] = _prepare or None
+    _options.setdefault("options", "-c plan_cache_mode=force_generic_plan")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 CACHE_URL = env.str("CACHE_URL", default="")
