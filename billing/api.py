@@ -236,7 +236,7 @@ class BillingMethodSwitchIn(Schema):
              summary="Switch billing method: manual → automatic or invoicing, automatic → invoicing (staff, admin)")
 def billing_method_view(request, id: str, payload: BillingMethodSwitchIn):
     adv, _ = advertiser_for(request.auth, id, need="admin")
-    return advertiser_json(billing_method_switch(advertiser=adv, billing_method=payload.billing_method))
+    return advertiser_json(billing_method_switch(advertiser=adv, billing_method=payload.billing_method).advertiser)
 
 
 SETTINGS = ("billing_threshold", "bill_cycle", "credit_line_limit", "invoicing_eligible")

@@ -60,6 +60,22 @@ def threshold_changes_this_month(advertiser, at: datetime) -> int:
     return ThresholdChange.objects.filter(advertiser=advertiser, created_at__gte=_month_start(advertiser, at)).count()
 
 
+def threshold_may_change(changes_this_month: int) -> bool:
+    """R25: a billing threshold changes at most BILLING_MAX_THRESHOLD_CHANGES_PER_MONTH times a
+    calendar month of the account's time zone — by staff or by growth. The one place of the rule."""
+    return changes_this_month < settings.BILLING_MAX_THRESHOLD_CHANGES_PER_MONTH
+
+
+def threshold_change_check(advertiser, at: datetime) -> None:
+    """Refuse (BusinessError `threshold_change_limit`) a change R25 does not allow this month."""
+    if not threshold_may_change(threshold_changes_this_month(advertiser, at)):
+        raise BusinessError(
+            "threshold_change_limit",
+            f"The billing threshold can change at most {settings.BILLING_MAX_THRESHOLD_CHANGES_PER_MONTH} "
+            "times in a calendar month; try again next month.",
+        )
+
+
 def threshold_set(*, advertiser, amount, reason: str, at: datetime | None = None) -> Decimal:
     """Change an account's threshold (staff, or growth). At most 3 changes a calendar month,
     in the account's time zone (R25). The caller holds the advertiser lock or gets it here."""
@@ -69,12 +85,7 @@ def threshold_set(*, advertiser, amount, reason: str, at: datetime | None = None
         adv = lock_advertisers([advertiser.pk])[advertiser.pk]
         if adv.billing_threshold == amount:
             return amount
-        if threshold_changes_this_month(adv, at) >= settings.BILLING_MAX_THRESHOLD_CHANGES_PER_MONTH:
-            raise BusinessError(
-                "threshold_change_limit",
-                f"The billing threshold can change at most {settings.BILLING_MAX_THRESHOLD_CHANGES_PER_MONTH} "
-                "times in a calendar month; try again next month.",
-            )
+        threshold_change_check(adv, at)
         ThresholdChange.objects.create(advertiser=adv, old=adv.billing_threshold, new=amount, reason=reason, created_at=at)
         adv.billing_threshold = amount
         adv.successful_payments = 0
@@ -91,7 +102,7 @@ def _maybe_grow_threshold(adv, at: datetime) -> None:
     higher = [s for s in threshold_steps(adv.currency) if adv.billing_threshold is None or s > adv.billing_threshold]
     if not higher:
         return
-    if threshold_changes_this_month(adv, at) >= settings.BILLING_MAX_THRESHOLD_CHANGES_PER_MONTH:
+    if not threshold_may_change(threshold_changes_this_month(adv, at)):
         return
     threshold_set(advertiser=adv, amount=fmt(higher[0], adv.currency), reason="grown after successful payments", at=at)
 
@@ -354,7 +365,7 @@ def _thresholds_grow(paid: dict, *, at: datetime) -> None:
     for adv, n in paid.items():
         for _ in range(n):
             adv.successful_payments += 1
-            if adv.successful_payments < step_at or changes[adv.pk] >= settings.BILLING_MAX_THRESHOLD_CHANGES_PER_MONTH:
+            if adv.successful_payments < step_at or not threshold_may_change(changes[adv.pk]):
                 continue
             new = _step_up(adv)
             if new is None:

@@ -7,6 +7,8 @@ automatic accrued spend is billed and charged at once, and failed bills must be 
 from manual payment keeps paying spend before anything is billed.
 """
 
+from dataclasses import dataclass
+
 from django.db import transaction
 from django.utils import timezone
 
@@ -25,7 +27,16 @@ ALLOWED = {
 }
 
 
-def billing_method_switch(*, advertiser, billing_method: str, at=None):
+@dataclass
+class Switched:
+    """What a switch did: the account as it now is, and the bill of the spend it had accrued on
+    automatic payment (R28), as its card charge left it — or None when there was none."""
+
+    advertiser: object
+    bill: Bill | None
+
+
+def billing_method_switch(*, advertiser, billing_method: str, at=None) -> Switched:
     at = at or timezone.now()
     if billing_method not in BillingMethod.values:
         raise BadInput("invalid_billing_method", f"billing_method must be one of {', '.join(BillingMethod.values)}.")
@@ -65,9 +76,9 @@ def billing_method_switch(*, advertiser, billing_method: str, at=None):
         if billing_method == BillingMethod.AUTOMATIC:
             autopay_setup(advertiser=adv, at=at)
     if switch_bill is not None:
-        bill_collect(bill_id=switch_bill.pk, at=at)
+        switch_bill = bill_collect(bill_id=switch_bill.pk, at=at)
     advertiser.refresh_from_db()
-    return advertiser
+    return Switched(advertiser=advertiser, bill=switch_bill)
 
 
 def billing_settings_set(*, advertiser, billing_threshold=None, bill_cycle=None, credit_line_limit=None,
@@ -83,8 +94,6 @@ def billing_settings_set(*, advertiser, billing_threshold=None, bill_cycle=None,
     limit = None
     if credit_line_limit is not None:
         limit = parse_amount(credit_line_limit, advertiser.currency, field="credit_line_limit", allow_zero=True)
-    if invoicing_eligible is not None and not isinstance(invoicing_eligible, bool):
-        raise BadInput("invalid_invoicing_eligible", "invoicing_eligible must be true or false.")
     with transaction.atomic():
         adv = lock_advertisers([advertiser.pk])[advertiser.pk]
         snapshot = lambda a: {  # noqa: E731

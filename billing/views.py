@@ -254,13 +254,13 @@ def billing_method(request, advertiser_id):
         prefix = posted_target if posted_target in BillingMethod.values else "other"
         posted_form = BillingMethodSwitchForm(request.POST, auto_id=f"id_{prefix}_%s")
         if posted_form.is_valid():
-            before = Bill.objects.filter(advertiser=advertiser, kind=BillKind.SWITCH).order_by("-pk").first()
             try:
-                billing_method_switch(advertiser=advertiser, billing_method=posted_form.cleaned_data["billing_method"])
+                switched = billing_method_switch(advertiser=advertiser,
+                                                 billing_method=posted_form.cleaned_data["billing_method"])
             except BusinessError as e:
                 refusal = e
             else:
-                _switch_messages(request, advertiser, before)
+                _switch_messages(request, switched)
                 return redirect("payments_overview", advertiser_id=advertiser.pk)
     options = switch_options(advertiser=advertiser)
     for option in options:
@@ -284,11 +284,11 @@ def billing_method(request, advertiser_id):
     return render(request, "billing/billing_method.html", context, status=status)
 
 
-def _switch_messages(request, advertiser, before: Bill | None) -> None:
-    method = advertiser.get_billing_method_display().lower()
+def _switch_messages(request, switched) -> None:
+    method = switched.advertiser.get_billing_method_display().lower()
     messages.success(request, f"This account now pays by {method}.")
-    switch_bill = Bill.objects.filter(advertiser=advertiser, kind=BillKind.SWITCH).order_by("-pk").first()
-    if switch_bill is not None and (before is None or switch_bill.pk != before.pk):
+    switch_bill = switched.bill
+    if switch_bill is not None:
         amount = format_money(switch_bill.amount, switch_bill.currency)
         if switch_bill.status == BillStatus.PAID:
             messages.info(request, f"Spend accrued on automatic payment, {amount}, was billed and charged to your card.")

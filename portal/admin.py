@@ -17,7 +17,6 @@ from datetime import date, datetime
 from decimal import Decimal
 
 from django import forms
-from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import ActionLocation, helpers
 from django.contrib.auth import get_user_model
@@ -28,7 +27,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from billing.autopay import threshold_changes_this_month
+from billing.autopay import threshold_change_check
 from billing.models import Bill, LedgerTransaction
 from billing.money import check_currency, fmt, parse_amount
 from portal import inputs
@@ -390,9 +389,11 @@ class AdvertiserForm(AuditedForm):
         if self.instance.pk and "billing_threshold" in self.changed_data:
             if data.get("billing_threshold") is None:
                 self.add_error("billing_threshold", "A billing threshold can be changed but not removed.")
-            elif threshold_changes_this_month(self.instance, timezone.now()) >= settings.BILLING_MAX_THRESHOLD_CHANGES_PER_MONTH:
-                self.add_error("billing_threshold", "The billing threshold can change at most "
-                               f"{settings.BILLING_MAX_THRESHOLD_CHANGES_PER_MONTH} times in a calendar month (R25).")
+            else:
+                try:  # R25, as billing_settings_set will check it: here so the form shows it by the field
+                    threshold_change_check(self.instance, timezone.now())
+                except BusinessError as e:
+                    self.add_error("billing_threshold", e.message)
         return data
 
 

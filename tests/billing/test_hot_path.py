@@ -119,3 +119,22 @@ def test_a_replay_and_a_conflict_cost_no_more_than_a_booking_plus_the_replays_re
     assert len(statements(captured)) <= 4, "\n".join(statements(captured))  # token, lock, read, the replay's entries
     response = api.post("/spend", {"events": [{**event, "amount": "2.00"}]}, token=token)
     assert (response.status_code, response.json()["error"]["code"]) == (409, "event_id_conflict")
+
+
+def test_postgresql_prepares_the_engines_statements_once_per_connection(world):
+    # decision 0020: after prepare_threshold runs the lock, the read and the booking are prepared,
+    # each with one generic plan (not re-planned per run)
+    from billing.spend import spend_record
+
+    events = Events()
+    adv, camp = world[0]
+    for _ in range(7):
+        spend_record(event=events(adv, camp))
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements")
+        prepared = cursor.fetchall()
+    kinds = {"lock": "FOR UPDATE", "read": "WITH camp AS", "booking": "ids AS MATERIALIZED"}
+    for kind, marker in kinds.items():
+        rows = [r for r in prepared if marker in r[0]]
+        assert rows, (kind, [r[0][:60] for r in prepared])
+        assert all(generic > 0 and custom == 0 for _, generic, custom in rows), (kind, rows)

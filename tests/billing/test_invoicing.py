@@ -122,7 +122,7 @@ def test_r28_allowed_paths_only(spend_event):
     assert exc.value.code == "invoicing_not_eligible"
     payment_method_set(advertiser=adv, card_number="4242424242424242", expiry="12/30")
     deposit(adv, "40.00")
-    billing_method_switch(advertiser=adv, billing_method="automatic")
+    assert billing_method_switch(advertiser=adv, billing_method="automatic").bill is None  # nothing accrued
     adv.refresh_from_db()
     assert adv.billing_method == "automatic" and adv.billing_threshold and adv.next_bill_at
     with pytest.raises(BusinessError) as exc:
@@ -134,9 +134,12 @@ def test_r28_allowed_paths_only(spend_event):
     assert (r.allocation.cash, r.allocation.accrued) == (Decimal("40.00"), Decimal("15.00"))
     # automatic → invoicing bills what accrued, at once
     billing_settings_set(advertiser=adv, invoicing_eligible=True, credit_line_limit="500.00")
-    billing_method_switch(advertiser=adv, billing_method="monthly_invoice")
+    switched = billing_method_switch(advertiser=adv, billing_method="monthly_invoice")
     switch_bill = Bill.objects.get(advertiser=adv, kind="switch")
     assert (switch_bill.amount, switch_bill.status) == (Decimal("15.00"), "paid")
+    # the switch says what it billed (the page reads it there, issue 10)
+    assert (switched.advertiser.billing_method, switched.bill.pk, switched.bill.status) == (
+        "monthly_invoice", switch_bill.pk, "paid")
     with pytest.raises(BusinessError) as exc:
         billing_method_switch(advertiser=adv, billing_method="automatic")
     assert exc.value.code == "switch_not_allowed"
