@@ -26,7 +26,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from billing.deposits import campaigns_pause, campaigns_resume
-from billing.gateway import GatewayResult, get_gateway
+from billing.gateway import GatewayResult, gateway_charges, get_gateway
 from billing.ledger import Move, Posting, advertiser_accounts, ledger_post, ledger_post_moves, lock_advertisers
 from billing.models import (
     Bill,
@@ -524,20 +524,22 @@ def charge_thresholds(*, at: datetime | None = None, chunk: int = 500) -> dict:
 
 def _bills_collect(bills: list[Bill], *, at: datetime) -> list[Bill]:
     """`bill_collect` for a chunk's new bills (committed): one UPDATE counts the attempt of all,
-    the gateway is called for each outside any transaction under the bill's own key, and the
-    answers are booked together (`_book_result` with `more`). Returns the booked bills."""
+    the gateway is called for each outside any transaction under the bill's own key — the calls
+    overlapped (`gateway_charges`) — and the answers are booked together (`_book_result` with
+    `more`). Returns the booked bills."""
     if not bills:
         return []
     Bill.objects.filter(pk__in=[b.pk for b in bills]).exclude(status=BillStatus.PAID).update(
         attempts=F("attempts") + 1)
     cards = {pm.advertiser_id: pm for pm in PaymentMethod.objects.filter(advertiser_id__in={b.advertiser_id for b in bills})}
-    gateway = get_gateway()
-    attempts = []
+    charges = []
     for bill in bills:
         pm = cards.get(bill.advertiser_id)
-        result = None if pm is None else gateway.charge(
-            amount=bill.amount, currency=bill.currency, card_number=pm.token, idempotency_key=bill.charge_key)
-        attempts.append(Attempt(bill.pk, bill.advertiser_id, result, pm.last4 if pm else ""))
+        charges.append(None if pm is None else dict(amount=bill.amount, currency=bill.currency, card_number=pm.token,
+                                                    idempotency_key=bill.charge_key))
+    results = gateway_charges(get_gateway(), charges)
+    attempts = [Attempt(bill.pk, bill.advertiser_id, result, cards[bill.advertiser_id].last4 if charge else "")
+                for bill, charge, result in zip(bills, charges, results)]
     first, *more = attempts
     first.bill = _book_result(bill_id=first.bill_id, advertiser_id=first.advertiser_id, result=first.result,
                               last4=first.last4, at=at, more=more)
@@ -570,9 +572,8 @@ def charge_bill_dates(*, at: datetime | None = None, chunk: int = 500) -> dict:
                 adv.save(update_fields=["next_bill_at"])
                 counts["dates"] += 1
         counts["bills"] += len(created)
-        for bill in created:
-            paid = bill_collect(bill_id=bill.pk, at=at).status == BillStatus.PAID
-            counts["paid" if paid else "failed"] += 1
+        for bill in _bills_collect(created, at=at):
+            counts["paid" if bill.status == BillStatus.PAID else "failed"] += 1
 
 
 def retry_payments(*, at: datetime | None = None, chunk: int = 500) -> dict:

@@ -4,6 +4,8 @@ number of statements that does not grow with the chunk's approved bills.
 """
 
 import re
+import threading
+import time
 from datetime import timedelta
 from decimal import Decimal
 from unittest import mock
@@ -219,10 +221,13 @@ def test_r24_the_statements_of_a_chunk_do_not_grow_with_its_approved_bills(spend
     inside = []
     real_charge = SandboxGateway.charge
 
+    one_at_a_time = threading.Lock()  # the job overlaps its gateway calls: count each one's alone
+
     def charge(self, **kw):  # count the sandbox's own statements apart: a real gateway is a network call
-        before = len(ctx.captured_queries)
-        result = real_charge(self, **kw)
-        inside.append(len(ctx.captured_queries) - before)
+        with one_at_a_time:
+            before = len(ctx.captured_queries)
+            result = real_charge(self, **kw)
+            inside.append(len(ctx.captured_queries) - before)
         return result
 
     monkeypatch.setattr(SandboxGateway, "charge", charge)
@@ -275,5 +280,67 @@ def test_r26_a_crash_while_booking_a_chunk_then_each_bill_is_booked_once(spend_e
     charged_once_at_the_gateway(bills)
     for adv, _ in accounts:
         assert balance(adv, Purpose.SETTLEMENT) == D("50.00") and balance(adv, Purpose.BILLED) == 0
+        assert LedgerTransaction.objects.filter(advertiser=adv, kind=TxKind.PAYMENT).count() == 1
+    assert ledger_problems() == []
+
+
+# --- 5. the gateway calls of a chunk overlap (issue 10) ------------------------------------------
+
+def _due_accounts(n: int, spend_event, threshold="20.00"):
+    accounts = [auto_account(threshold=threshold) for _ in range(n)]
+    for adv, camp in accounts:
+        spend_record(event=spend_event(camp, "25.00"))
+    return accounts
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("job", ["charge_thresholds", "charge_bill_dates"])
+def test_r26_a_chunks_gateway_calls_overlap_and_each_bill_is_charged_once(spend_event, settings, job):
+    # a gateway that takes 60 ms a call, 12 bills due: one by one that is 0.72 s of waiting
+    settings.SANDBOX_GATEWAY_LATENCY_MS = 60
+    settings.BILLING_GATEWAY_CONCURRENCY = 8
+    settings.BILLING_PAYMENTS_PER_STEP = 10**6
+    _due_accounts(12, spend_event)
+    at = timezone.now() + (timedelta(days=40) if job == "charge_bill_dates" else timedelta())
+    started = time.monotonic()
+    counts = getattr(autopay, job)(at=at)
+    took = time.monotonic() - started
+    assert (counts["bills"], counts["paid"], counts["failed"]) == (12, 12, 0)
+    # 8 in flight at once: two rounds of 60 ms, not twelve (with room for a busy machine)
+    assert took < 12 * 0.060 * 0.6, took
+    bills = list(Bill.objects.order_by("pk"))
+    assert len(bills) == 12 and {b.status for b in bills} == {BillStatus.PAID}
+    charged_once_at_the_gateway(bills)
+    assert ledger_problems() == []
+
+
+@pytest.mark.django_db
+def test_r26_a_crash_among_overlapped_gateway_calls_then_each_bill_is_charged_and_booked_once(spend_event, settings):
+    settings.BILLING_GATEWAY_CONCURRENCY = 4
+    settings.BILLING_PAYMENTS_PER_STEP = 10**6
+    accounts = _due_accounts(6, spend_event)
+    t0 = timezone.now()
+    real = SandboxGateway.charge
+    calls = []
+
+    def dies_on_the_fourth(self, **kw):
+        calls.append(kw["idempotency_key"])
+        if len(calls) == 4:
+            raise RuntimeError("worker killed mid-chunk")
+        return real(self, **kw)
+
+    # when the worker dies while the chunk's calls are in flight
+    with mock.patch.object(SandboxGateway, "charge", dies_on_the_fourth):
+        with pytest.raises(RuntimeError):
+            charge_thresholds(at=t0)
+    # then every bill stays open (committed before its call, R26) and nothing is booked
+    assert Bill.objects.count() == 6 and set(Bill.objects.values_list("status", flat=True)) == {BillStatus.OPEN}
+    assert LedgerTransaction.objects.filter(kind=TxKind.PAYMENT).count() == 0
+    # and once they count as stuck, the next run charges and books each once
+    charge_thresholds(at=t0 + STUCK_AFTER + timedelta(minutes=1))
+    bills = list(Bill.objects.order_by("pk"))
+    assert {b.status for b in bills} == {BillStatus.PAID}
+    charged_once_at_the_gateway(bills)
+    for adv, _ in accounts:
         assert LedgerTransaction.objects.filter(advertiser=adv, kind=TxKind.PAYMENT).count() == 1
     assert ledger_problems() == []
