@@ -248,7 +248,7 @@ BILLING_PAYMENTS_PER_STEP = 2  # consecutive successful payments before the thre
 BILLING_MAX_THRESHOLD_CHANGES_PER_MONTH = 3
 BILLING_RETRY_AFTER_HOURS = [1, 24, 72]  # after the 1st, 2nd, 3rd failure; then every 72 h
 # Gateway calls of a billing chunk in flight at once (billing.gateway.gateway_charges, R26).
-BILLING_GATEWAY_CONCURRENCY = env.int("BILLING_GATEWAY_CONCURRENCY", default=8)
+BILLING_GATEWAY_CONCURRENCY = env.int("BILLING_GATEWAY_CONCURRENCY", default=16)
 # The sandbox gateway's simulated network round trip per charge, in ms (0: none; the benchmark's 20).
 SANDBOX_GATEWAY_LATENCY_MS = env.int("SANDBOX_GATEWAY_LATENCY_MS", default=0)
 BILLING_PAUSE_AFTER_FAILURES = 2  # more than this many failed payments pauses delivery (R26)

@@ -44,6 +44,7 @@ class RefCredit:
     product_source: str = ""
     campaigns: set = field(default_factory=set)  # coupons: assigned campaign ids
     active: bool = True
+    ended: str = ""  # "expired" once forfeited (R7 expiry, or the account closed, R23)
 
 
 @dataclass
@@ -161,6 +162,29 @@ class RefAccount:
         return pay
 
     # --- R13, R23 -----------------------------------------------------------------------------
+
+    # --- R7, R23 ------------------------------------------------------------------------------
+
+    def expire(self, *, cutoff: datetime) -> None:
+        """The expiry sweep: every credit still holding something and expired by `cutoff` is
+        forfeited (frozen ones too: freezing stops use, not expiry)."""
+        for c in self.credits.values():
+            if not c.ended and c.left > 0 and c.expires_at <= cutoff:
+                c.left, c.active, c.ended = ZERO, False, "expired"
+
+    def refundable(self) -> bool:
+        return self.cash > 0 and not (self.arrears or self.accrued or self.credit_line_used)
+
+    def refund(self) -> Decimal:
+        """R23: the cash comes back, the account closes, its credits are forfeited, its campaigns stop."""
+        cash, self.cash = self.cash, ZERO
+        for c in self.credits.values():
+            if not c.ended and c.left > 0:
+                c.left, c.active, c.ended = ZERO, False, "expired"
+        self.credit_takes_part = False
+        for camp in self.campaigns.values():
+            camp.status = "paused"
+        return cash
 
     def deposit(self, amount: Decimal) -> None:
         """Arrears are settled first, the rest is cash; once nothing is owed delivery resumes."""

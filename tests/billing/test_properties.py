@@ -3,8 +3,8 @@
 (a) Pure: random credits and charges through `billing.waterfall.allocate` — the parts add up, no
     balance goes negative, a discount stays within its percentage and cap, and the independent
     reference model (tests/reference_model.py) pays every charge the same way.
-(b) Database: random sequences of grants, coupon assignments, freezes, deposits, charges and
-    replays through the real services on PostgreSQL — same allocations as the model, every stored
+(b) Database: random sequences of grants, coupon assignments, freezes, deposits, batches of
+    charges, replays, expiry sweeps and (last) a refund through the real services on PostgreSQL — same allocations as the model, every stored
     balance equals the sum of its entries (recomputed with SQL), every transaction sums to zero,
     no balance is negative, campaigns pause and resume as the model says.
 """
@@ -13,11 +13,12 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from django.conf import settings as django_settings
 from django.utils import timezone
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from billing.deposits import deposit_create
+from billing.deposits import cash_refund, deposit_create
 from billing.models import LedgerTransaction, Purpose, SpendEvent
 from billing.money import MINOR_UNITS, round_down
 from billing.selectors import advertiser_balances
@@ -27,6 +28,7 @@ from portal.errors import BusinessError
 from portal.models import Advertiser, Campaign
 from portal.services import advertiser_create, campaign_create
 from promotions.credits import credit_assign, credit_grant
+from promotions.expiry import expire_credits
 from promotions.freeze import credit_freeze, credit_unfreeze
 from promotions.models import Credit
 from tests.reference_model import RefAccount, RefCampaign, RefCredit, ledger_problems, normalise, purpose_balance
@@ -191,7 +193,7 @@ def db_scenarios(draw):
             ops.append(("assign", -1, spec["campaigns"]))  # -1: the coupon just granted
     for _ in range(draw(st.integers(2, 10))):
         op = draw(st.sampled_from(["grant", "charges", "charges", "charges", "deposit", "assign", "assign",
-                                   "replay", "freeze"]))
+                                   "replay", "freeze", "expire"]))
         if op == "grant":
             ops.append(("grant", draw(credit_specs(currency, [0, 1, 2]))))
         elif op == "charges":
@@ -203,8 +205,12 @@ def db_scenarios(draw):
             ops.append(("assign", draw(st.integers(0, 20)), draw(st.sets(st.sampled_from([0, 1, 2])))))
         elif op == "replay":
             ops.append(("replay", draw(st.integers(0, 50))))
+        elif op == "expire":  # the sweep, run as of some hours around the charges' times
+            ops.append(("expire", draw(st.integers(-24, 24 * 12))))
         else:
             ops.append(("freeze", draw(st.booleans())))
+    if draw(st.integers(0, 3)) == 0:
+        ops.append(("refund",))  # R23 closes the account: the last thing that can happen to it
     line = draw(money(currency, 0, 20_000))
     return method, currency, campaigns, ops, line
 
@@ -285,6 +291,19 @@ def test_r10_r14_services_on_postgresql_agree_with_the_model_and_the_ledger_stay
                                     (want.credits, "free credit"), (want.arrears, "arrears")):
                     if part:
                         event(f"a charge used {label}")
+        elif op[0] == "expire":
+            at = CHARGE_AT + timedelta(hours=op[1])
+            expire_credits(at=at)
+            model.expire(cutoff=at - timedelta(seconds=django_settings.CREDIT_EXPIRY_GRACE_SECONDS))
+            event("an expiry sweep")
+        elif op[0] == "refund":
+            if model.refundable():
+                # then the refund is exactly the cash left (R23), booked with the forfeitures
+                assert cash_refund(advertiser=adv) == model.refund()
+                event("a refund")
+            else:
+                with pytest.raises(BusinessError):
+                    cash_refund(advertiser=adv)
         elif op[0] == "replay" and sent:
             ev, first = sent[op[1] % len(sent)]
             tx_count = LedgerTransaction.objects.count()
@@ -304,6 +323,9 @@ def test_r10_r14_services_on_postgresql_agree_with_the_model_and_the_ledger_stay
     assert bal.credit_line_used == model.credit_line_used == purpose_balance(adv.pk, Purpose.CREDIT_LINE)
     for credit in Credit.objects.filter(advertiser=adv).select_related("ledger_account"):
         assert credit.ledger_account.balance == model.credits[credit.pk].left
+        if model.credits[credit.pk].ended:  # forfeited by the sweep or the refund
+            assert credit.status == model.credits[credit.pk].ended, credit
+            continue
         assert (credit.status == "used_up") == (model.credits[credit.pk].left == 0)
     assert {c.pk: c.status for c in Campaign.objects.filter(advertiser=adv)} == {
         c.id: c.status for c in model.campaigns.values()
