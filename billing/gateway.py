@@ -19,7 +19,8 @@ from decimal import Decimal
 from typing import Literal, Protocol
 
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
+from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from portal.errors import BusinessError
@@ -114,24 +115,28 @@ class SandboxGateway:
 
         amount = Decimal(amount)
         kind, card = self._behaviour(str(card_number))
-        prior = GatewayCharge.objects.filter(idempotency_key=idempotency_key).first()
-        if prior is not None:
-            return self._replay(prior, amount, currency)
-        if kind == "decline":
-            return GatewayResult(DECLINED, message=DECLINED_MESSAGE)
-        if kind == "timeout":
-            return GatewayResult(TIMEOUT, message=TIMEOUT_MESSAGE)
         if kind != "ok":
+            prior = GatewayCharge.objects.filter(idempotency_key=idempotency_key).first()
+            if prior is not None:  # the key was approved before (another card): that answer stands
+                return self._replay(prior, amount, currency)
+            if kind == "decline":
+                return GatewayResult(DECLINED, message=DECLINED_MESSAGE)
+            if kind == "timeout":
+                return GatewayResult(TIMEOUT, message=TIMEOUT_MESSAGE)
             return GatewayResult(DECLINED, message=INVALID_MESSAGE)
-        try:
-            with transaction.atomic():
-                record = GatewayCharge.objects.create(
-                    idempotency_key=idempotency_key, amount=amount, currency=currency, card=card,
-                    status=APPROVED, reference="ch_sbx_" + secrets.token_hex(10),
-                )
-        except IntegrityError:  # the same key charged at the same moment: that one stands
+        # One statement: record the approval unless the key was seen, in which case its first answer stands.
+        reference = "ch_sbx_" + secrets.token_hex(10)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {connection.ops.quote_name(GatewayCharge._meta.db_table)}"
+                " (idempotency_key, amount, currency, card, status, reference, created_at)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (idempotency_key) DO NOTHING RETURNING reference",
+                [idempotency_key, amount, currency, card, APPROVED, reference, timezone.now()],
+            )
+            inserted = cursor.fetchone()
+        if inserted is None:
             return self._replay(GatewayCharge.objects.get(idempotency_key=idempotency_key), amount, currency)
-        return GatewayResult(APPROVED, reference=record.reference)
+        return GatewayResult(APPROVED, reference=reference)
 
     def chargeback(self, *, charge_reference: str, reason: str = "Fraudulent: the cardholder does not recognise it",
                    reference: str = ""):
