@@ -3,14 +3,15 @@
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
-from billing.ledger import Posting, advertiser_accounts, ledger_post, ledger_post_many, lock_advertisers
+from billing.ledger import Posting, Rider, advertiser_accounts, ledger_post, ledger_post_many, lock_advertisers
 from billing.models import BC_TRANSFER, Deposit, Purpose, TxKind
 from billing.money import fmt, parse_amount
 from portal import inputs
 from portal.errors import BadInput, BusinessError, Conflict
+from portal.models import CampaignStatus
 
 
 def deposit_limits(currency: str) -> tuple[Decimal, Decimal]:
@@ -70,9 +71,25 @@ def deposit_create(*, advertiser, amount, idempotency_key: str, source: str = "a
 
 def campaigns_pause(*, advertiser) -> int:
     """Active campaigns go to `paused_funds` while the account cannot pay (R13, R26, R27)."""
-    from portal.models import CampaignStatus
+    return _pausable([advertiser.pk]).update(status=CampaignStatus.PAUSED_FUNDS)
 
-    return advertiser.campaigns.filter(status=CampaignStatus.ACTIVE).update(status=CampaignStatus.PAUSED_FUNDS)
+
+def campaigns_pause_rider(advertiser_ids: list[int]) -> Rider:
+    """`campaigns_pause` for these accounts, written in a booking's own statement (spend, R10)."""
+    from portal.models import Campaign
+
+    table = connection.ops.quote_name(Campaign._meta.db_table)
+    return Rider(
+        sql=f"paused AS (UPDATE {table} SET status = %s WHERE advertiser_id = ANY(%s::bigint[]) AND status = %s)",
+        params=[CampaignStatus.PAUSED_FUNDS, list(advertiser_ids), CampaignStatus.ACTIVE],
+        orm=lambda tx_ids: _pausable(advertiser_ids).update(status=CampaignStatus.PAUSED_FUNDS),
+    )
+
+
+def _pausable(advertiser_ids):
+    from portal.models import Campaign
+
+    return Campaign.objects.filter(advertiser_id__in=list(advertiser_ids), status=CampaignStatus.ACTIVE)
 
 
 def campaigns_resume(*, advertiser) -> int:

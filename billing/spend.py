@@ -18,12 +18,14 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from billing.deposits import campaigns_pause_rider
 from billing.ledger import AccountRef, Posting, Rider, advertiser_accounts, ledger_write, lock_advertisers
 from billing.models import DEBIT, LedgerAccount, Purpose, SpendEvent, SpendKind, TxKind
 from billing.money import ZERO, parse_amount
 from billing.waterfall import Allocation, Charge, CreditState, Funds, allocate
 from portal import inputs
 from portal.dbtypes import EARLIEST, LATEST, prepared_cursor
+from promotions.credits import credits_used_up_rider
 from portal.errors import BadInput, Conflict
 
 MAX_FUTURE_SKEW = timedelta(hours=1)
@@ -303,15 +305,10 @@ def _spend_world_orm(advertisers: dict, usable: list, campaign_ids: set, event_i
     )
 
 
-def _events_rider(fresh: list[SpendIn], spent: list[int], paused: list[int]) -> Rider:
-    """The spend events, the credits this batch used up and the campaigns it paused (R10),
-    written in the booking's statement."""
-    from portal.models import Campaign, CampaignStatus
-    from promotions.models import Credit, CreditStatus
-
+def _events_rider(fresh: list[SpendIn]) -> Rider:
+    """The spend events of a booking, each with its ledger transaction, in the booking's statement."""
     now = timezone.now()
-    qn = connection.ops.quote_name
-    events, credits, campaigns = (qn(m._meta.db_table) for m in (SpendEvent, Credit, Campaign))
+    table = connection.ops.quote_name(SpendEvent._meta.db_table)
 
     def orm(tx_ids):
         SpendEvent.objects.bulk_create([
@@ -320,29 +317,20 @@ def _events_rider(fresh: list[SpendIn], spent: list[int], paused: list[int]) -> 
                        transaction_id=tx, created_at=now)
             for it, tx in zip(fresh, tx_ids)
         ])
-        Credit.objects.filter(pk__in=spent, status=CreditStatus.ACTIVE).update(status=CreditStatus.USED_UP, ended_at=now)
-        Campaign.objects.filter(advertiser_id__in=paused, status=CampaignStatus.ACTIVE).update(
-            status=CampaignStatus.PAUSED_FUNDS)
 
     return Rider(
         sql=f"""events AS (
-            INSERT INTO {events} (event_id, advertiser_id, campaign_id, amount, currency, occurred_at, kind,
-                                  transaction_id, created_at)
+            INSERT INTO {table} (event_id, advertiser_id, campaign_id, amount, currency, occurred_at, kind,
+                                 transaction_id, created_at)
             SELECT e.event_id, e.advertiser_id, e.campaign_id, e.amount, e.currency, e.occurred_at, e.kind, ids.id, %s
               FROM unnest(%s::text[], %s::bigint[], %s::bigint[], %s::numeric[], %s::text[], %s::timestamptz[],
                           %s::text[]) WITH ORDINALITY
                    AS e(event_id, advertiser_id, campaign_id, amount, currency, occurred_at, kind, n)
               JOIN ids ON ids.n = e.n
-        ), used_up AS (
-            UPDATE {credits} SET status = %s, ended_at = %s WHERE id = ANY(%s::bigint[]) AND status = %s
-        ), paused AS (
-            UPDATE {campaigns} SET status = %s WHERE advertiser_id = ANY(%s::bigint[]) AND status = %s
         )""",
         params=[now, [it.event_id for it in fresh], [it.advertiser_id for it in fresh],
                 [it.campaign_id for it in fresh], [it.amount for it in fresh], [it.currency for it in fresh],
-                [it.occurred_at for it in fresh], [it.kind for it in fresh],
-                CreditStatus.USED_UP, now, spent, CreditStatus.ACTIVE,
-                CampaignStatus.PAUSED_FUNDS, paused, CampaignStatus.ACTIVE],
+                [it.occurred_at for it in fresh], [it.kind for it in fresh]],
         orm=orm,
     )
 
@@ -433,7 +421,8 @@ def spend_record_batch(*, events) -> list[SpendResult]:
                     and pk in charged)
             )
             try:
-                ledger_write(postings, riders=(_events_rider(fresh, spent, out_of_funds),))
+                ledger_write(postings, riders=(_events_rider(fresh), credits_used_up_rider(spent),
+                                               campaigns_pause_rider(out_of_funds)))
             except IntegrityError as e:
                 # R15: a concurrent request booked one of these event_ids after our check. Requests
                 # for the same advertiser are serialised by its lock, so that request was for

@@ -5,10 +5,12 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
-from billing.ledger import Posting, advertiser_accounts, credit_account_open, ledger_post, ledger_post_many, lock_advertisers
+from billing.ledger import (
+    Posting, Rider, advertiser_accounts, credit_account_open, ledger_post, ledger_post_many, lock_advertisers,
+)
 from billing.models import Purpose, TxKind
 from billing.money import parse_amount
 from portal import inputs
@@ -210,3 +212,19 @@ def credit_withdraw(*, credit: Credit, reason: str, by=None) -> Credit:
                      reason=reason.strip(), before=before, after={"status": credit.status, "remaining": "0"})
         notify_credit_withdrawn(credit, before["remaining"], reason.strip())
     return credit
+
+
+def credits_used_up_rider(credit_ids: list[int]) -> Rider:
+    """Active credits a booking spent to nothing become `used_up` (R7), written in the booking's
+    own statement (spend, R10)."""
+    now = timezone.now()
+    ids = list(credit_ids)
+    table = connection.ops.quote_name(Credit._meta.db_table)
+
+    def orm(tx_ids):
+        Credit.objects.filter(pk__in=ids, status=CreditStatus.ACTIVE).update(status=CreditStatus.USED_UP, ended_at=now)
+
+    return Rider(
+        sql=f"used_up AS (UPDATE {table} SET status = %s, ended_at = %s WHERE id = ANY(%s::bigint[]) AND status = %s)",
+        params=[CreditStatus.USED_UP, now, ids, CreditStatus.ACTIVE], orm=orm,
+    )
