@@ -40,6 +40,7 @@ from billing.models import (
 )
 from billing.money import ZERO, fmt, parse_amount
 from portal.errors import BadInput, BusinessError
+from promotions.credits import shop_credits_activate
 
 STUCK_AFTER = timedelta(minutes=10)  # an `open` bill this old lost its attempt to a crash
 
@@ -244,7 +245,7 @@ def _book_one(*, bill_id: int, advertiser_id: int, result, last4: str, at: datet
             adv.save(update_fields=["failed_payments", "successful_payments"])
             if not bill.is_invoice:
                 _maybe_grow_threshold(adv, at)
-                _activate_pending_shop_credits(adv)
+                shop_credits_activate(advertiser_ids=[adv.pk])
             if account_paid_up(adv):
                 campaigns_resume(advertiser=adv)
             _notify_bill(adv, bill, "bill_paid")
@@ -286,7 +287,6 @@ def _book_chunk(attempts: list[Attempt], *, at: datetime) -> None:
     """
     from portal.models import Campaign, CampaignStatus
     from portal.notifications import notify_many
-    from promotions.models import Credit, CreditSource, CreditStatus
 
     failing = {a.advertiser_id for a in attempts if a.result is None or not a.result.approved}
     approved = [a for a in attempts if a.advertiser_id not in failing]
@@ -307,9 +307,7 @@ def _book_chunk(attempts: list[Attempt], *, at: datetime) -> None:
                 notify_many([_bill_draft(advertisers[a.advertiser_id], a.bill, "bill_paid") for a in todo],
                             skip_existing=True)
                 paid = {a.advertiser_id for a in todo}
-                Credit.objects.filter(advertiser_id__in=paid, source=CreditSource.SHOP,
-                                      status=CreditStatus.PENDING).update(status=CreditStatus.ACTIVE,
-                                                                          valid_from=timezone.now())
+                shop_credits_activate(advertiser_ids=paid)
                 paused = Campaign.objects.filter(advertiser_id__in=paid, status=CampaignStatus.PAUSED_FUNDS)
                 for pk in sorted(set(paused.values_list("advertiser_id", flat=True))):
                     if account_paid_up(advertisers[pk]):
@@ -425,16 +423,6 @@ def account_paid_up(adv) -> bool:
     if adv.billing_method == BillingMethod.MONTHLY_INVOICE and balances.get(Purpose.CREDIT_LINE, ZERO) >= adv.credit_line_limit:
         return False
     return True
-
-
-def _activate_pending_shop_credits(adv) -> int:
-    """R21: on automatic payment, Shop credit waits `pending` until a bill is paid, then applies
-    first in the next cycle (it is valid from now, so it never pays the bill just settled)."""
-    from promotions.models import Credit, CreditSource, CreditStatus
-
-    return Credit.objects.filter(advertiser=adv, source=CreditSource.SHOP, status=CreditStatus.PENDING).update(
-        status=CreditStatus.ACTIVE, valid_from=timezone.now()
-    )
 
 
 def _notify_bill(adv, bill: Bill, kind: str) -> None:

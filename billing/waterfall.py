@@ -17,6 +17,17 @@ AUTOMATIC = "automatic"
 MONTHLY_INVOICE = "monthly_invoice"
 
 
+def campaign_eligible(*, objectives, product_source: str, objective: str, campaign_product_source: str) -> bool:
+    """R5: a credit (or a ladder program, R17) limited to some objectives or to a product source
+    counts only for campaigns of those; empty limits mean every campaign. The one definition:
+    the waterfall, the credit model and the ladder ask it."""
+    if objectives and objective not in objectives:
+        return False
+    if product_source and campaign_product_source != product_source:
+        return False
+    return True
+
+
 @dataclass
 class CreditState:
     """What the waterfall needs to know of one credit; `remaining` is decremented as it pays."""
@@ -40,9 +51,8 @@ class CreditState:
             return False
         if not (self.valid_from <= occurred_at < self.expires_at):
             return False
-        if self.eligible_objectives and objective not in self.eligible_objectives:
-            return False
-        if self.eligible_product_source and product_source != self.eligible_product_source:
+        if not campaign_eligible(objectives=self.eligible_objectives, product_source=self.eligible_product_source,
+                                 objective=objective, campaign_product_source=product_source):
             return False
         if self.kind == "assignable" and campaign_id not in self.campaign_ids:
             return False

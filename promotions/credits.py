@@ -228,3 +228,12 @@ def credits_used_up_rider(credit_ids: list[int]) -> Rider:
         sql=f"used_up AS (UPDATE {table} SET status = %s, ended_at = %s WHERE id = ANY(%s::bigint[]) AND status = %s)",
         params=[CreditStatus.USED_UP, now, ids, CreditStatus.ACTIVE], orm=orm,
     )
+
+
+def shop_credits_activate(*, advertiser_ids) -> int:
+    """R21: on automatic payment, Shop credit waits `pending` until a bill is paid, then applies
+    first in the next cycle (it is valid from now, so it never pays the bill just settled).
+    Called with the accounts whose bill was just paid; the caller holds their locks."""
+    return Credit.objects.filter(advertiser_id__in=list(advertiser_ids), source=CreditSource.SHOP,
+                                 status=CreditStatus.PENDING).update(status=CreditStatus.ACTIVE,
+                                                                     valid_from=timezone.now())

@@ -7,6 +7,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from billing.waterfall import campaign_eligible
+
 
 class CreditKind(models.TextChoices):
     FREE = "free", "Free credit"  # account level, every eligible campaign (R6)
@@ -84,11 +86,8 @@ class Credit(models.Model):
         return self.valid_from <= t < self.expires_at
 
     def is_eligible_for(self, *, objective: str, product_source: str) -> bool:
-        if self.eligible_objectives and objective not in self.eligible_objectives:
-            return False
-        if self.eligible_product_source and product_source != self.eligible_product_source:
-            return False
-        return True
+        return campaign_eligible(objectives=self.eligible_objectives, product_source=self.eligible_product_source,
+                                 objective=objective, campaign_product_source=product_source)
 
 
 class ProgramKind(models.TextChoices):

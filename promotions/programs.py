@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from billing.ledger import lock_advertisers
 from billing.money import check_currency, fmt, parse_amount
+from billing.waterfall import campaign_eligible
 from portal import inputs
 from portal.errors import BadInput, BusinessError, NotFound
 from portal.models import AdvertiserStatus, BillingMethod, ProductSource, SignupSource
@@ -211,9 +212,8 @@ def _qualifies(enrollment: Enrollment, campaign, occurred_at) -> bool:
     program = enrollment.program
     if not (enrollment.window_start <= occurred_at < enrollment.window_end):
         return False
-    if program.eligible_objectives and campaign.objective not in program.eligible_objectives:
-        return False
-    if program.eligible_product_source and campaign.product_source != program.eligible_product_source:
+    if not campaign_eligible(objectives=program.eligible_objectives, product_source=program.eligible_product_source,
+                             objective=campaign.objective, campaign_product_source=campaign.product_source):
         return False
     if program.kind == ProgramKind.SHOP:
         # R20: only TikTok Shop campaigns of the shop registered at enrollment
