@@ -182,9 +182,13 @@ def bill_collect(*, bill_id: int, at: datetime | None = None) -> Bill:
     or again after a crash: the gateway sees one key per bill and the booking is guarded."""
     at = at or timezone.now()
     bill = Bill.objects.select_related("advertiser__payment_method").get(pk=bill_id)
+    bill.booked_now = False  # True only when this call books the payment (counts that tell the truth)
     if bill.status == BillStatus.PAID:
         return bill
-    Bill.objects.filter(pk=bill.pk).update(attempts=F("attempts") + 1)
+    # an attempt counts only while the bill is unpaid: a concurrent collector may have paid it
+    if not Bill.objects.filter(pk=bill.pk).exclude(status=BillStatus.PAID).update(attempts=F("attempts") + 1):
+        bill.refresh_from_db()
+        return bill
     pm = getattr(bill.advertiser, "payment_method", None)
     if pm is None:
         result = None
@@ -224,6 +228,7 @@ def _book_one(*, bill_id: int, advertiser_id: int, result, last4: str, at: datet
     with transaction.atomic():
         adv = lock_advertisers([advertiser_id])[advertiser_id]
         bill = Bill.objects.select_for_update().get(pk=bill_id)
+        bill.booked_now = False
         if bill.status == BillStatus.PAID:
             return bill  # a concurrent attempt booked it: the gateway charged once (same key)
         if result is not None and result.approved:
@@ -240,6 +245,7 @@ def _book_one(*, bill_id: int, advertiser_id: int, result, last4: str, at: datet
             bill.status, bill.paid_at = BillStatus.PAID, at
             bill.gateway_reference, bill.card_last4, bill.last_error, bill.next_retry_at = result.reference, last4, "", None
             bill.save(update_fields=["status", "paid_at", "gateway_reference", "card_last4", "last_error", "next_retry_at"])
+            bill.booked_now = True
             adv.failed_payments = 0
             adv.successful_payments += 1
             adv.save(update_fields=["failed_payments", "successful_payments"])
@@ -585,7 +591,7 @@ def retry_payments(*, at: datetime | None = None, chunk: int = 500) -> dict:
         for bill_id in ids:
             bill = bill_collect(bill_id=bill_id, at=at)
             counts["retried"] += 1
-            counts["paid"] += bill.status == BillStatus.PAID
+            counts["paid"] += getattr(bill, "booked_now", False)  # paid by this run, not by a concurrent one
 
 
 def payment_method_set(*, advertiser, card_number, expiry) -> "PaymentMethod":  # noqa: F821

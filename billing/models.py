@@ -346,10 +346,18 @@ class ReconciliationRun(models.Model):
     accounts_checked = models.PositiveIntegerField(default=0)
     transactions_checked = models.PositiveIntegerField(default=0)
     differences = models.JSONField(default=list, blank=True)
-    ok = models.BooleanField(default=True)
+    # True only once a run has finished without a difference: a run that is still going, or that
+    # was killed, is not ok (issue 11) — `outcome` tells which.
+    ok = models.BooleanField(default=False)
+
+    @property
+    def outcome(self) -> str:
+        if self.finished_at is None:
+            return "did not finish"
+        return "clean" if self.ok else f"{len(self.differences)} differences"
 
     def __str__(self) -> str:
-        return f"Reconciliation {self.started_at:%Y-%m-%d %H:%M} — {'ok' if self.ok else f'{len(self.differences)} differences'}"
+        return f"Reconciliation {self.started_at:%Y-%m-%d %H:%M} — {self.outcome}"
 
 
 class BCTransferType(models.TextChoices):

@@ -13,6 +13,7 @@ JOBS: dict[str, str] = {
     "close_ladder_windows": "promotions.programs.close_ladder_windows",
     "expire_credits": "promotions.expiry.expire_credits",
     "remind_expiring": "promotions.expiry.remind_expiring",
+    "notifications_send_due": "portal.notifications.notifications_send_due",
 }
 
 

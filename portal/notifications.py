@@ -6,7 +6,9 @@ never sends mail. The unique `key` makes each event exactly-once; `notification_
 claims a row with a guarded UPDATE, so a retried task never sends twice.
 """
 
+import logging
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from celery import shared_task
 from django.conf import settings
@@ -18,6 +20,9 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from portal.models import Notification, Role
+
+log = logging.getLogger("portal.notifications")
+RELAY_AFTER = timedelta(minutes=1)  # a notice unsent this long after it was written is sent by the job
 
 SUBJECTS = {
     "credit_issued": "You received {amount} in ad credit",
@@ -74,13 +79,39 @@ def notify_many(drafts: list[Draft], *, skip_existing: bool = False) -> list[int
 
 
 def _queue(ids: list[int]) -> None:
-    send_notifications.delay(ids)
+    """After commit: hand the new notices to a worker. The notices are already rows (written in
+    the change's own transaction, R46), so a broker that does not answer only delays them: the
+    change stays committed and answered, and `notifications_send_due` sends them later."""
+    try:
+        send_notifications.delay(ids)
+    except Exception as exc:  # noqa: BLE001 — kombu/redis errors, refused connections, timeouts
+        log.error("notifications %s not queued (%s: %s); notifications_send_due will send them",
+                  ids[:20], type(exc).__name__, exc)
+
+
+def notifications_send_due(*, at: datetime | None = None, chunk: int = 500) -> dict:
+    """Job (R46): e-mail every notice still unsent a minute after it was written — its queueing
+    failed, the worker died, or the mail server refused it. Each is claimed before sending, so
+    two runs (or a run and a worker) never send one twice."""
+    at = at or timezone.now()
+    counts = {"sent": 0, "failed": 0}
+    due = Notification.objects.filter(emailed_at__isnull=True, created_at__lte=at - RELAY_AFTER).order_by("pk")
+    for pk in list(due.values_list("pk", flat=True)[:chunk]):
+        try:
+            counts["sent"] += notification_send_email(notification_id=pk)
+        except Exception:  # noqa: BLE001 — the mail server: this notice waits for the next run
+            log.exception("notification %s not sent; next run retries", pk)
+            counts["failed"] += 1
+    return counts
 
 
 @shared_task(name="portal.tasks.send_notifications", ignore_result=True)  # its name before it moved here
 def send_notifications(notification_ids: list[int]) -> None:
     for pk in notification_ids:
-        notification_send_email(notification_id=pk)
+        try:
+            notification_send_email(notification_id=pk)
+        except Exception:  # noqa: BLE001 — the mail server: this one waits for notifications_send_due
+            log.exception("notification %s not sent; notifications_send_due retries it", pk)
 
 
 def render_body(note: Notification) -> str:
@@ -110,5 +141,10 @@ def notification_send_email(*, notification_id: int) -> bool:
     )
     message = EmailMultiAlternatives(note.subject, body, settings.DEFAULT_FROM_EMAIL, to)
     message.attach_alternative(html, "text/html")
-    message.send()
+    try:
+        message.send()
+    except Exception:
+        # not sent: give the claim back, so a later run sends it (a mail outage delays, never loses)
+        Notification.objects.filter(pk=notification_id).update(emailed_at=None)
+        raise
     return True

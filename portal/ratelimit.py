@@ -11,13 +11,17 @@ every request, so a revoked token is refused at once. Both API surfaces call `to
 with `Retry-After`, the TikTok surface its envelope with code 42900.
 """
 
+import logging
 import math
+import threading
 import time
 
 from django.conf import settings
 from django.core.cache import cache
 
 from portal.models import hash_token
+
+log = logging.getLogger("portal.ratelimit")
 
 UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 
@@ -70,11 +74,24 @@ def _redis_hit(key: str, mark, ttl: int) -> int | None:
 
 def token_hit(raw_token: str, *, mark: tuple | None = None, now: float | None = None) -> None:
     """Count one request of this (valid) token; raise RateLimited once it is over the limit.
-    `mark` — `(key, int value, ttl)` — is written to the cache with the window's first request."""
+    `mark` — `(key, int value, ttl)` — is written to the cache with the window's first request.
+
+    A cache that does not answer never stops a request (issue 11, decision 0021): the count
+    falls back to this process's own counter for the window, which still holds every token to
+    its limit per process, and the outage is logged once a window at ERROR."""
     limit, window = parse_rate(settings.API_RATE_LIMIT)
     now = time.time() if now is None else now
     start = int(now // window) * window
     key = f"api-rate:{hash_token(raw_token.strip())}:{window}:{start}"
+    try:
+        count = _cache_hit(key, mark, window)
+    except Exception as exc:  # noqa: BLE001 — any cache failure: redis errors, timeouts, refused connections
+        count = _local_hit(key, start, exc)
+    if count > limit:
+        raise RateLimited(limit=limit, window=window, retry_after=max(1, math.ceil(start + window - now)))
+
+
+def _cache_hit(key: str, mark, window: int) -> int:
     count = _redis_hit(key, mark, window + 5)
     if count is None:
         first = cache.add(key, 0, timeout=window + 5)
@@ -85,5 +102,21 @@ def token_hit(raw_token: str, *, mark: tuple | None = None, now: float | None = 
             count = 1
         if first and mark is not None:
             cache.set(mark[0], int(mark[1]), timeout=mark[2])
-    if count > limit:
-        raise RateLimited(limit=limit, window=window, retry_after=max(1, math.ceil(start + window - now)))
+    return count
+
+
+_local: dict[str, int] = {}
+_local_lock = threading.Lock()
+_local_window = [0]
+
+
+def _local_hit(key: str, start: int, exc: Exception) -> int:
+    """This process's count for the window while the cache is away."""
+    with _local_lock:
+        if _local_window[0] != start:  # a new window: forget the last one's counts
+            _local.clear()
+            _local_window[0] = start
+            log.error("rate limits counted per process: the cache does not answer (%s: %s)",
+                      type(exc).__name__, exc)
+        _local[key] = _local.get(key, 0) + 1
+        return _local[key]

@@ -219,6 +219,8 @@ CELERY_BEAT_SCHEDULE = {
                        "options": {"expires": 290}},
     "remind-expiring": {"task": "portal.tasks.run_job", "schedule": 3600.0, "args": ["remind_expiring"],
                         "options": {"expires": 3500}},
+    "notifications-send-due": {"task": "portal.tasks.run_job", "schedule": 60.0, "args": ["notifications_send_due"],
+                               "options": {"expires": 55}},
 }
 if env.bool("DEMO_SIMULATOR", default=False):
     CELERY_BEAT_SCHEDULE["simulate-delivery"] = {

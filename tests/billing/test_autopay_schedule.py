@@ -255,3 +255,34 @@ def test_r26_crash_inside_charge_bill_dates_then_a_later_run_charges_once(monkey
     charged_once_at_the_gateway(bills)
     assert balance(adv, Purpose.SETTLEMENT) == D("42.00") and balance(adv, Purpose.BILLED) == 0
     assert ledger_problems() == []
+
+
+# --- counts that tell the truth under concurrency (issue 11) ------------------------------------
+
+@pytest.mark.django_db(transaction=True)
+def test_r26_two_concurrent_retry_runs_report_each_paid_bill_once(spend_event, settings):
+    from billing.autopay import payment_method_set, retry_payments
+    from tests.billing.test_autopay import DECLINE, GOOD
+
+    # given 8 failed threshold bills whose cards now work, all due for a retry
+    settings.BILLING_PAYMENTS_PER_STEP = 10**6
+    accounts = [auto_account(card=DECLINE, threshold="20.00") for _ in range(8)]
+    for adv, camp in accounts:
+        spend_record(event=spend_event(camp, "20.00"))
+    charge_thresholds()
+    assert Bill.objects.filter(status=BillStatus.FAILED).count() == 8
+    for adv, _ in accounts:
+        payment_method_set(advertiser=adv, card_number=GOOD, expiry="12/30")
+    at = timezone.now() + timedelta(days=1)
+
+    # when two retry runs go at once
+    counts = []
+    no_errors(run_threads(lambda t: counts.append(retry_payments(at=at)), n=2))
+
+    # then every bill is paid and charged once, and the runs' "paid" add up to the bills they paid
+    bills = list(Bill.objects.order_by("pk"))
+    assert {b.status for b in bills} == {BillStatus.PAID}
+    charged_once_at_the_gateway(bills)
+    assert sum(c["paid"] for c in counts) == 8, counts
+    # and an attempt is counted for a call that reached the gateway while the bill was unpaid
+    assert all(2 <= b.attempts <= 3 for b in bills), [b.attempts for b in bills]

@@ -36,3 +36,20 @@ def test_tampered_balance_is_reported_not_fixed(spend_event):
     assert (diff["stored"], diff["from_entries"]) == ("107.0000", "100.0000")
     cash.refresh_from_db()
     assert str(cash.balance) == "107.0000"  # reported, never silently fixed
+
+
+@pytest.mark.django_db
+def test_a_reconciliation_that_does_not_finish_is_not_ok(monkeypatch):
+    # issue 11: a killed run used to show "ok" with no finished_at
+    from billing import reconcile
+    from billing.models import ReconciliationRun
+
+    def killed():
+        raise RuntimeError("worker killed")
+
+    monkeypatch.setattr(reconcile, "out_of_range_rows", killed)
+    with pytest.raises(RuntimeError):
+        reconcile.reconcile_ledger()
+    run = ReconciliationRun.objects.latest("pk")
+    assert (run.ok, run.finished_at, run.outcome) == (False, None, "did not finish")
+    assert "did not finish" in str(run)
