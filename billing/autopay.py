@@ -42,7 +42,7 @@ from billing.money import ZERO, fmt, parse_amount
 from portal.errors import BadInput, BusinessError
 from promotions.credits import shop_credits_activate
 
-STUCK_AFTER = timedelta(minutes=10)  # an `open` bill this old lost its attempt to a crash
+STUCK_AFTER = timedelta(minutes=2)  # an `open` bill this old lost its attempt to a crash (issue 11: was 10)
 
 
 # --- thresholds (R25) -------------------------------------------------------------------------

@@ -344,3 +344,20 @@ def test_r26_a_crash_among_overlapped_gateway_calls_then_each_bill_is_charged_an
     for adv, _ in accounts:
         assert LedgerTransaction.objects.filter(advertiser=adv, kind=TxKind.PAYMENT).count() == 1
     assert ledger_problems() == []
+
+
+@pytest.mark.django_db
+def test_r26_a_card_charged_before_a_crash_has_its_bill_booked_within_three_minutes(spend_event):
+    # issue 11: the stuck-bill window was 10 minutes; the next runs of the job close it in 3
+    accounts = [auto_account(threshold="50.00") for _ in range(2)]
+    for adv, camp in accounts:
+        spend_record(event=spend_event(camp, "50.00"))
+    t0 = timezone.now()
+    with mock.patch.object(autopay, "_book_chunk", side_effect=RuntimeError("worker killed")):
+        with pytest.raises(RuntimeError):
+            charge_thresholds(at=t0)
+    assert GatewayCharge.objects.count() == 2  # the cards were charged
+    charge_thresholds(at=t0 + timedelta(minutes=3))  # a run of the job (every minute, R33)
+    bills = list(Bill.objects.order_by("pk"))
+    assert {b.status for b in bills} == {BillStatus.PAID}
+    charged_once_at_the_gateway(bills)
