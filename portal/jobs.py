@@ -22,3 +22,47 @@ def job_run(*, name: str, at: datetime | None = None) -> dict:
         raise KeyError(f"unknown job {name!r}; jobs: {', '.join(sorted(JOBS))}")
     module, func = JOBS[name].rsplit(".", 1)
     return getattr(import_module(module), func)(at=at)
+
+
+# --- exactly one beat (issue 11, decision 0021) -------------------------------------------------
+
+BEAT_LOCK_KEY = 7_340_311_823  # the PostgreSQL advisory lock the running beat holds
+_held: list = []
+
+
+def beat_lock_take():
+    """Take the beat's lock for the life of this process, or None when another beat holds it.
+
+    PostgreSQL: a session advisory lock on a connection of the beat's own (not Django's, which
+    closes its connections between tasks); it is released when the process ends, however it ends.
+    SQLite (`make run`): an exclusive lock on a file beside the database."""
+    from django.db import connections
+
+    if connections["default"].vendor == "postgresql":
+        own = connections.create_connection("default")
+        with own.cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_lock(%s)", [BEAT_LOCK_KEY])
+            (taken,) = cursor.fetchone()
+        if not taken:
+            own.close()
+            return None
+        _held.append(own)
+        return own
+    import fcntl
+
+    from django.conf import settings
+
+    handle = open(settings.VAR_DIR / "beat.lock", "w")  # noqa: SIM115 — kept open: the lock lives with it
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        return None
+    _held.append(handle)
+    return handle
+
+
+def beat_lock_release(lock) -> None:
+    if lock in _held:
+        _held.remove(lock)
+    lock.close()

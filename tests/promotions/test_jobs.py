@@ -136,3 +136,34 @@ def test_r33_run_job_refuses_an_at_without_offset():
 
     with pytest.raises(CommandError, match="UTC offset"):
         call_command("run_job", "remind_expiring", "--at", "2026-12-01T00:00:00")
+
+
+@pytest.mark.django_db
+def test_only_one_beat_can_hold_the_beat_lock():
+    # issue 11: nothing stopped a second beat from scheduling every job twice
+    from portal.jobs import beat_lock_release, beat_lock_take
+
+    first = beat_lock_take()
+    assert first is not None
+    try:
+        assert beat_lock_take() is None  # a second beat process would exit at start
+    finally:
+        beat_lock_release(first)
+    again = beat_lock_take()
+    assert again is not None
+    beat_lock_release(again)
+
+
+def test_celery_runs_jobs_for_faults():
+    # issue 11: late acknowledgement, re-delivery on worker loss, one message at a time, time
+    # limits inside the visibility timeout
+    from django.conf import settings
+
+    from portal.celery import app
+
+    conf = app.conf
+    assert conf.task_acks_late and conf.task_reject_on_worker_lost
+    assert conf.worker_prefetch_multiplier == 1
+    assert conf.task_soft_time_limit < conf.task_time_limit
+    if not settings.CELERY_BROKER_URL.startswith("filesystem://"):
+        assert conf.task_time_limit < conf.broker_transport_options["visibility_timeout"]
