@@ -53,6 +53,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "portal.replica.ReplicaReadsMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -96,6 +97,17 @@ else:
     _options = DATABASES["default"].setdefault("OPTIONS", {})
     _options["prepare_threshold"] = _prepare or None
     _options.setdefault("options", "-c plan_cache_mode=force_generic_plan")
+# Reads off a streaming replica (issue 11, decision 0022): dashboard pages and exports read the
+# money tables there; money decisions, writes and the APIs stay on the primary (portal/replica.py).
+DATABASE_REPLICA_URL = env.str("DATABASE_REPLICA_URL", default="")
+if DATABASE_REPLICA_URL:
+    DATABASES["replica"] = {**env.db_url_config(DATABASE_REPLICA_URL),
+                            "CONN_MAX_AGE": DATABASES["default"].get("CONN_MAX_AGE", 0),
+                            "OPTIONS": dict(DATABASES["default"].get("OPTIONS", {})),
+                            "TEST": {"MIRROR": "default"}}
+    DATABASE_ROUTERS = ["portal.replica.ReplicaRouter"]
+REPLICA_STICKY_SECONDS = env.int("REPLICA_STICKY_SECONDS", default=30)  # a browser's own changes, read back
+REPLICA_RETRY_SECONDS = env.int("REPLICA_RETRY_SECONDS", default=10)  # a replica that is down, tried again
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 CACHE_URL = env.str("CACHE_URL", default="")
