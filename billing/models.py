@@ -35,6 +35,8 @@ class Purpose(models.TextChoices):
     # Business Center cash
     BC_CASH = "bc_cash", "BC cash balance"
     BC_SETTLEMENT = "bc_settlement", "BC payments received"
+    # Tax collected on own money (R38), owed to the tax authority; opened on first use
+    TAX_PAYABLE = "tax_payable", "Tax payable"
 
 
 NORMAL_SIDE = {
@@ -51,6 +53,7 @@ NORMAL_SIDE = {
     Purpose.PROMO_CREDIT: CREDIT,
     Purpose.BC_CASH: CREDIT,
     Purpose.BC_SETTLEMENT: DEBIT,
+    Purpose.TAX_PAYABLE: CREDIT,
 }
 
 ADVERTISER_PURPOSES = [
@@ -168,6 +171,8 @@ class Deposit(models.Model):
     idempotency_key = models.CharField(max_length=100)
     source = models.CharField(max_length=16, default="api")  # api, web, bc_transfer
     card_last4 = models.CharField(max_length=4, blank=True, default="")
+    # Tax charged on top of `amount` (R38): the card paid amount + tax, the cash balance got amount.
+    tax = models.DecimalField(max_digits=20, decimal_places=4, default=0, db_default=0)
     transaction = models.OneToOneField(LedgerTransaction, on_delete=models.PROTECT, related_name="deposit")
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -281,6 +286,10 @@ class Bill(models.Model):
     # Bumped by a chargeback (billing/chargebacks.py): collecting the bill again is a new payment,
     # so it goes to the gateway under a new key — the old key would replay the reversed approval.
     collection = models.PositiveSmallIntegerField(default=0, db_default=0)
+    # Tax on `amount` (R38), fixed when the bill is made: the card is charged amount + tax.
+    tax = models.DecimalField(max_digits=20, decimal_places=4, default=0, db_default=0)
+    tax_rate = models.DecimalField(max_digits=6, decimal_places=3, default=0, db_default=0)
+    tax_note = models.CharField(max_length=120, blank=True, default="", db_default="")
 
     class Meta:
         constraints = [
@@ -304,6 +313,11 @@ class Bill(models.Model):
     @property
     def is_invoice(self) -> bool:
         return self.kind == BillKind.MONTHLY_INVOICE
+
+    @property
+    def charge_amount(self):
+        """What the card is charged: the bill and its tax (R38)."""
+        return self.amount + self.tax
 
 
 class InvoiceCounter(models.Model):
@@ -429,3 +443,179 @@ class Chargeback(models.Model):
     def __str__(self) -> str:
         what = f"bill #{self.bill_id}" if self.bill_id else f"deposit #{self.deposit_id}"
         return f"Chargeback {self.reference} · {what}"
+
+
+# ---- Billing documents and tax (SPEC R37–R41, decision 0023) ----
+
+class BillingProfile(models.Model):
+    """Who a document is billed to (R37): an advertiser's own, or its Business Center's, which its
+    advertisers inherit until they set their own. Documents copy it at issue (`billed_to`)."""
+
+    advertiser = models.OneToOneField("portal.Advertiser", null=True, blank=True, on_delete=models.CASCADE,
+                                      related_name="billing_profile")
+    business_center = models.OneToOneField("portal.BusinessCenter", null=True, blank=True, on_delete=models.CASCADE,
+                                           related_name="billing_profile")
+    legal_name = models.CharField(max_length=200)
+    address_line1 = models.CharField(max_length=200)
+    address_line2 = models.CharField(max_length=200, blank=True, default="")
+    city = models.CharField(max_length=100)
+    postal_code = models.CharField(max_length=20, blank=True, default="")
+    country = models.CharField(max_length=2)  # ISO 3166-1 alpha-2
+    tax_id = models.CharField(max_length=32, blank=True, default="")  # compact form, validated (stdnum)
+    invoice_emails = models.JSONField(default=list, blank=True)
+    po_number = models.CharField(max_length=64, blank=True, default="")
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(advertiser__isnull=False) & Q(business_center__isnull=True))
+                | (Q(advertiser__isnull=True) & Q(business_center__isnull=False)),
+                name="billing_profile_one_owner",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.legal_name} ({self.country})"
+
+
+class TaxRate(models.Model):
+    """A country's standard VAT rate from a date (R38): data, seeded with the EU rates, edited by staff."""
+
+    country = models.CharField(max_length=2)
+    rate = models.DecimalField(max_digits=6, decimal_places=3)  # percent, 23.000
+    effective_from = models.DateField()
+    note = models.CharField(max_length=200, blank=True, default="")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["country", "effective_from"], name="tax_rate_one_per_country_date"),
+            models.CheckConstraint(condition=Q(rate__gte=0) & Q(rate__lt=100), name="tax_rate_range"),
+        ]
+        ordering = ["country", "-effective_from"]
+
+    def __str__(self) -> str:
+        return f"{self.country} {self.rate}% from {self.effective_from}"
+
+
+class DocumentKind(models.TextChoices):
+    INVOICE = "invoice", "Invoice"
+    RECEIPT = "receipt", "Receipt"
+    STATEMENT = "statement", "Statement"
+    CREDIT_NOTE = "credit_note", "Credit note"
+
+
+SERIES = {DocumentKind.INVOICE: "INV", DocumentKind.RECEIPT: "RCT", DocumentKind.STATEMENT: "STM",
+          DocumentKind.CREDIT_NOTE: "CN"}
+
+
+class DocumentCounter(models.Model):
+    """Gapless numbers per series and year (R39): the row is locked by the transaction that takes a
+    number, so a rollback gives it back and two issuers never share one."""
+
+    series = models.CharField(max_length=8)
+    year = models.PositiveSmallIntegerField()
+    last_number = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["series", "year"], name="document_counter_series_year")]
+
+
+class Document(models.Model):
+    """An issued billing document (R39): immutable — the database refuses UPDATE and DELETE
+    (migration 0015). What happens to it later (payments, credit notes, disputes) are rows of
+    their own; its status is computed from them (billing/documents.py)."""
+
+    advertiser = models.ForeignKey("portal.Advertiser", on_delete=models.PROTECT, related_name="documents")
+    business_center = models.ForeignKey("portal.BusinessCenter", null=True, blank=True, on_delete=models.PROTECT,
+                                        related_name="documents")
+    kind = models.CharField(max_length=16, choices=DocumentKind.choices)
+    number = models.CharField(max_length=24, unique=True)
+    year = models.PositiveSmallIntegerField()
+    # What the document is of, once: "receipt:deposit:12", "invoice:bill:7", "statement:2026-11",
+    # "credit_note:<key>" — a retry or a concurrent issuer finds the first document.
+    source_key = models.CharField(max_length=160)
+    issued_at = models.DateTimeField(default=timezone.now)
+    currency = models.CharField(max_length=3)
+    net = models.DecimalField(max_digits=20, decimal_places=4, default=0)
+    tax = models.DecimalField(max_digits=20, decimal_places=4, default=0)
+    total = models.DecimalField(max_digits=20, decimal_places=4, default=0)
+    tax_rate = models.DecimalField(max_digits=6, decimal_places=3, default=0)
+    tax_note = models.CharField(max_length=120, blank=True, default="")
+    lines = models.JSONField(default=list)  # [{description, net, tax, total}] as strings
+    seller = models.JSONField(default=dict)
+    billed_to = models.JSONField(default=dict)
+    data = models.JSONField(default=dict, blank=True)  # a statement's figures; a credit note's refund
+    period_start = models.DateTimeField(null=True, blank=True)
+    period_end = models.DateTimeField(null=True, blank=True)
+    due_at = models.DateTimeField(null=True, blank=True)
+    bill = models.ForeignKey(Bill, null=True, blank=True, on_delete=models.PROTECT, related_name="documents")
+    deposit = models.ForeignKey(Deposit, null=True, blank=True, on_delete=models.PROTECT, related_name="documents")
+    refers_to = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="corrections")
+    reason = models.CharField(max_length=500, blank=True, default="")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
+                                   related_name="+")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["advertiser", "source_key"], name="document_source_once"),
+            models.CheckConstraint(condition=Q(net__gte=0) & Q(tax__gte=0) & Q(total__gte=0),
+                                   name="document_amounts_gte_0"),
+        ]
+        indexes = [
+            models.Index(fields=["advertiser", "-issued_at"], name="document_adv_issued"),
+            models.Index(fields=["business_center", "-issued_at"], name="document_bc_issued"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.number}"
+
+
+class InvoicePayment(models.Model):
+    """A bank transfer staff recorded against an invoice (R41), idempotent by `reference`."""
+
+    document = models.ForeignKey(Document, on_delete=models.PROTECT, related_name="payments")
+    advertiser = models.ForeignKey("portal.Advertiser", on_delete=models.PROTECT, related_name="invoice_payments")
+    reference = models.CharField(max_length=64)
+    amount = models.DecimalField(max_digits=20, decimal_places=4)
+    paid_at = models.DateTimeField()
+    transaction = models.OneToOneField(LedgerTransaction, on_delete=models.PROTECT, related_name="invoice_payment")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["advertiser", "reference"], name="invoice_payment_reference_unique"),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="invoice_payment_amount_gt_0"),
+        ]
+
+
+class DisputeStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    CREDITED = "credited", "Resolved with a credit note"
+    REJECTED = "rejected", "Rejected"
+
+
+class Dispute(models.Model):
+    """An advertiser's dispute of an invoice within 7 days of issue (R40), resolved by staff."""
+
+    document = models.ForeignKey(Document, on_delete=models.PROTECT, related_name="disputes")
+    advertiser = models.ForeignKey("portal.Advertiser", on_delete=models.PROTECT, related_name="disputes")
+    reason = models.CharField(max_length=1000)
+    status = models.CharField(max_length=16, choices=DisputeStatus.choices, default=DisputeStatus.OPEN)
+    resolution = models.CharField(max_length=1000, blank=True, default="")
+    credit_note = models.ForeignKey(Document, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    opened_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    resolved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                    related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["document"], condition=Q(status="open"), name="dispute_one_open"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Dispute of {self.document.number} ({self.get_status_display().lower()})"

@@ -281,6 +281,16 @@ BILLING_GATEWAY_CONCURRENCY = env.int("BILLING_GATEWAY_CONCURRENCY", default=16)
 SANDBOX_GATEWAY_LATENCY_MS = env.int("SANDBOX_GATEWAY_LATENCY_MS", default=0)
 BILLING_PAUSE_AFTER_FAILURES = 2  # more than this many failed payments pauses delivery (R26)
 INVOICE_DUE_DAYS = 30
+# The platform's seller entity (SPEC R38), printed on every document; its country decides the
+# place of supply. The default is a fictitious Irish company with a VAT number that passes its
+# check digits (decision 0023) — set the real one in production.
+SELLER = {
+    "legal_name": env.str("SELLER_LEGAL_NAME", default="AdCredit Europe Limited"),
+    "address": env.str("SELLER_ADDRESS", default="1 Grand Canal Square, Dublin 2, D02 X123, Ireland"),
+    "country": env.str("SELLER_COUNTRY", default="IE"),
+    "vat_number": env.str("SELLER_VAT_NUMBER", default="IE1234567T"),
+}
+INVOICE_DISPUTE_DAYS = 7  # R40
 INVOICE_ISSUER = env.str("INVOICE_ISSUER", default="ADC")
 CREDIT_DEFAULT_VALIDITY_DAYS = 90
 CREDIT_EXPIRY_GRACE_SECONDS = env.int("CREDIT_EXPIRY_GRACE_SECONDS", default=3600)

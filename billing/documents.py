@@ -1,0 +1,156 @@
+"""Billing documents (SPEC R39): receipts, invoices, statements and credit notes.
+
+A document is issued once per thing it is of (`source_key`), inside the transaction that made
+that thing, with a number gapless per series and year taken from a counter row that stays
+locked until commit — a rolled-back issue gives its number back. Rows are immutable (the
+database refuses UPDATE and DELETE on PostgreSQL); payments, credit notes and disputes are rows
+of their own, and `document_status` computes a document's state from them.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import connection
+from django.db.models import Sum
+from django.utils import timezone
+
+from billing.models import SERIES, BillStatus, Document, DocumentCounter, DocumentKind
+from billing.money import ZERO, fmt
+from billing.profile import profile_snapshot
+from billing.tax import Treatment
+
+
+@dataclass
+class Line:
+    """One document line: its net amount and the tax on it (R38: tax per line, rounded once)."""
+
+    description: str
+    net: Decimal
+    tax: Decimal = ZERO
+
+    @property
+    def total(self) -> Decimal:
+        return self.net + self.tax
+
+    def as_json(self, currency: str) -> dict:
+        return {"description": self.description, "net": fmt(self.net, currency), "tax": fmt(self.tax, currency),
+                "total": fmt(self.total, currency)}
+
+
+def seller() -> dict:
+    return dict(settings.SELLER)
+
+
+def document_numbers_take(kind: str, year: int, n: int = 1) -> list[str]:
+    """`n` consecutive numbers of the series for `year` (`INV-2026-000123`). One statement: the
+    counter row is created or bumped, and stays locked until the caller's transaction ends."""
+    series = SERIES[kind]
+    table = connection.ops.quote_name(DocumentCounter._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (series, year, last_number) VALUES (%s, %s, %s) "
+            f"ON CONFLICT (series, year) DO UPDATE SET last_number = {table}.last_number + EXCLUDED.last_number "
+            "RETURNING last_number",
+            [series, year, n],
+        )
+        last = cursor.fetchone()[0]
+    return [f"{series}-{year}-{i:06d}" for i in range(last - n + 1, last + 1)]
+
+
+def document_build(*, advertiser, kind: str, source_key: str, lines: list[Line], treatment: Treatment | None = None,
+                   issued_at: datetime | None = None, billed_to: dict | None = None, **fields) -> Document:
+    """An unsaved document with its totals from its lines (no number yet: `documents_issue`)."""
+    issued_at = issued_at or timezone.now()
+    cur = advertiser.currency
+    treatment = treatment or Treatment(ZERO, "")
+    return Document(
+        advertiser=advertiser, business_center_id=advertiser.business_center_id, kind=kind, source_key=source_key,
+        year=issued_at.year, issued_at=issued_at, currency=cur,
+        net=sum((ln.net for ln in lines), ZERO), tax=sum((ln.tax for ln in lines), ZERO),
+        total=sum((ln.total for ln in lines), ZERO), tax_rate=treatment.rate, tax_note=treatment.note,
+        lines=[ln.as_json(cur) for ln in lines], seller=seller(),
+        billed_to=billed_to if billed_to is not None else profile_snapshot(advertiser), **fields,
+    )
+
+
+def documents_issue(docs: list[Document]) -> list[Document]:
+    """Number and insert documents, skipping any whose `source_key` was already issued (a retry
+    or a concurrent issuer: the first one stands and is returned). Call inside the transaction
+    that made what they are of, holding the advertisers' locks."""
+    if not docs:
+        return []
+    existing = {(d.advertiser_id, d.source_key): d for d in Document.objects.filter(
+        advertiser_id__in={d.advertiser_id for d in docs}, source_key__in=[d.source_key for d in docs])}
+    new = [d for d in docs if (d.advertiser_id, d.source_key) not in existing]
+    by_series: dict[tuple, list[Document]] = {}
+    for d in new:
+        by_series.setdefault((d.kind, d.year), []).append(d)
+    for (kind, year), group in sorted(by_series.items()):
+        for d, number in zip(group, document_numbers_take(kind, year, len(group))):
+            d.number = number
+    Document.objects.bulk_create(new)
+    return [existing.get((d.advertiser_id, d.source_key), d) for d in docs]
+
+
+def document_issue(doc: Document) -> Document:
+    return documents_issue([doc])[0]
+
+
+# ---- what a document still counts ----
+
+def credited(doc: Document) -> Decimal:
+    """The total of the credit notes issued against the document."""
+    return doc.corrections.filter(kind=DocumentKind.CREDIT_NOTE).aggregate(s=Sum("total"))["s"] or ZERO
+
+
+def transfers_received(doc: Document) -> Decimal:
+    return doc.payments.aggregate(s=Sum("amount"))["s"] or ZERO
+
+
+def paid_amount(doc: Document) -> Decimal:
+    """What was paid against the document: at once (a receipt), by card (its bill) or by bank
+    transfer (an invoice)."""
+    if doc.kind == DocumentKind.RECEIPT:
+        return doc.total
+    if doc.kind != DocumentKind.INVOICE:
+        return ZERO
+    if doc.bill_id and doc.bill.status == BillStatus.PAID:
+        return doc.total  # charged to the card (a credit note then refunds it, R40)
+    return transfers_received(doc)
+
+
+def amount_due(doc: Document, *, paid: Decimal | None = None, credit: Decimal | None = None) -> Decimal:
+    """What is still owed on an invoice: its total less credit notes and payments (never negative:
+    a credit note on a paid invoice is paid back, R40)."""
+    if doc.kind != DocumentKind.INVOICE:
+        return ZERO
+    paid = paid_amount(doc) if paid is None else paid
+    credit = credited(doc) if credit is None else credit
+    return max(doc.total - paid - credit, ZERO)
+
+
+def document_status(doc: Document, *, paid: Decimal | None = None, credit: Decimal | None = None,
+                    at: datetime | None = None) -> str:
+    """issued, paid, partly_paid, overdue, no_need_to_pay or credited (API.md)."""
+    at = at or timezone.now()
+    credit = credited(doc) if credit is None else credit
+    if doc.kind == DocumentKind.STATEMENT:
+        return "issued"
+    if doc.kind == DocumentKind.CREDIT_NOTE:
+        return "issued"
+    if doc.total == 0:
+        return "no_need_to_pay"
+    if credit >= doc.total:
+        return "credited"
+    if doc.kind == DocumentKind.RECEIPT:
+        return "paid"
+    paid = paid_amount(doc) if paid is None else paid
+    if paid + credit >= doc.total:
+        return "paid"
+    if doc.due_at is not None and doc.due_at <= at:
+        return "overdue"
+    if paid > 0:
+        return "partly_paid"
+    return "issued"
