@@ -9,28 +9,42 @@ stay fast as the ledger grows.
 from django import forms
 from django.contrib import admin
 from django.contrib.admin import ActionLocation
+from django.core.exceptions import PermissionDenied
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html, format_html_join
 
 from billing.chargebacks import chargeback_record
+from billing.profile import FIELDS as PROFILE_FIELDS
+from billing.profile import countries, profile_clean, profile_set
 
 from billing.models import (
     Bill,
+    BillingProfile,
     Chargeback,
     Deposit,
+    Document,
     LedgerAccount,
     LedgerEntry,
     LedgerTransaction,
     PaymentMethod,
     ReconciliationRun,
     SpendEvent,
+    TaxRate,
     ThresholdChange,
 )
 from billing.money import fmt
 from portal.admin import ReadOnlyAdmin as StaffReadOnlyAdmin
-from portal.admin import ReasonForm, StaffRolePermissions, action_with_reason
+from portal.admin import (
+    CHANGE_REASON,
+    AuditedAdminMixin,
+    AuditedForm,
+    ReasonForm,
+    StaffRoleAdmin,
+    StaffRolePermissions,
+    action_with_reason,
+)
 from portal import inputs
-from portal.errors import BusinessError
+from portal.errors import BadInput, BusinessError
 from portal.permissions import staff_can
 
 
@@ -258,3 +272,128 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
             "</tr></thead><tbody>{}</tbody></table>",
             format_html_join("", '<tr><td>{}</td><td><a href="{}">{}</a></td><td>{}</td></tr>', rows),
         )
+
+
+# --- billing profiles, tax rates and issued documents (R37–R39) ----------------------------------
+
+class BillingProfileForm(AuditedForm):
+    """Checked by `billing.profile.profile_clean` (country, tax ID check digits, recipients): its
+    BadInput is shown under the field it names. The recipients are edited as one comma-separated line."""
+
+    FIELD_OF_CODE = {"invalid_country": "country", "invalid_tax_id": "tax_id",
+                     "invalid_invoice_emails": "invoice_emails"}
+
+    country = forms.ChoiceField(choices=[])
+    invoice_emails = forms.CharField(
+        label="Invoice recipients", required=False, max_length=2600,
+        widget=forms.TextInput(attrs={"size": 80}),
+        help_text="Email addresses separated by commas, at most 10.",
+    )
+
+    class Meta:
+        model = BillingProfile
+        fields = ["advertiser", "business_center", *PROFILE_FIELDS]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["country"].choices = [("", "---------")] + countries()
+        if not self.is_bound:
+            self.initial["invoice_emails"] = ", ".join(self.initial.get("invoice_emails") or [])
+
+    def clean(self):
+        data = super().clean()
+        if "advertiser" in self.fields and "business_center" in self.fields:
+            if bool(data.get("advertiser")) == bool(data.get("business_center")):
+                self.add_error(None, "A billing profile belongs to an advertiser or to a Business Center: choose one.")
+        try:
+            cleaned = profile_clean({f: data.get(f) or "" for f in PROFILE_FIELDS})
+        except BadInput as e:
+            field = self.FIELD_OF_CODE.get(e.code) or e.code.removeprefix("invalid_")
+            field = field if field in self.fields else None
+            if field is None or field not in self.errors:
+                self.add_error(field, e.message)
+        else:
+            data.update(cleaned)
+        return data
+
+
+@admin.register(BillingProfile)
+class BillingProfileAdmin(StaffRoleAdmin):
+    """Who documents are billed to (R37). Saved through `profile_set`, which writes the audit line;
+    issued documents keep their own copy, so an edit here never changes one."""
+
+    form = BillingProfileForm
+    add_perm = change_perm = "manage_accounts"
+    list_display = ["id", "legal_name", "advertiser", "business_center", "country", "tax_id", "updated_at"]
+    list_filter = ["country"]
+    search_fields = ["legal_name", "tax_id", "advertiser__name", "advertiser__id__exact", "business_center__name"]
+    list_select_related = ["advertiser", "business_center"]
+    raw_id_fields = ["advertiser", "business_center"]
+    ordering = ["-updated_at", "-id"]
+
+    def get_fields(self, request, obj=None):
+        fields = ["advertiser", "business_center", *PROFILE_FIELDS, "updated_at"]
+        if obj is None or self.has_change_permission(request, obj):
+            fields.append(CHANGE_REASON)
+        return fields
+
+    def get_readonly_fields(self, request, obj=None):
+        # The owner is fixed once the profile exists; updated_at is set by profile_set.
+        return ["advertiser", "business_center", "updated_at"] if obj else ["updated_at"]
+
+    def save_model(self, request, obj, form, change):
+        data = {f: form.cleaned_data.get(f, getattr(obj, f)) for f in PROFILE_FIELDS}
+        reason = (form.cleaned_data.get(CHANGE_REASON) or "").strip()
+        reason = reason or f"{'edited' if change else 'created'} by {request.user.get_username()} in admin"
+        owner = ({"advertiser": obj.advertiser} if obj.advertiser_id
+                 else {"business_center": obj.business_center})
+        try:
+            saved = profile_set(actor=request.user, data=data, reason=reason, **owner)
+        except BusinessError as e:  # the form checked it already; a concurrent change may not pass
+            raise PermissionDenied(e.message) from None
+        obj.pk, obj.updated_at = saved.pk, saved.updated_at
+        obj._state.adding = False
+
+
+class TaxRateForm(AuditedForm):
+    class Meta:
+        model = TaxRate
+        fields = ["country", "rate", "effective_from", "note"]
+
+
+@admin.register(TaxRate)
+class TaxRateAdmin(AuditedAdminMixin, StaffRoleAdmin):
+    """Standard VAT rates by country and date (R38): data edited by staff, every edit audited.
+    A document copies its rate at issue, so a change here applies to documents issued later."""
+
+    form = TaxRateForm
+    add_perm = change_perm = "manage_accounts"
+    list_display = ["country", "rate", "effective_from", "note"]
+    list_filter = ["country"]
+    search_fields = ["country", "note"]
+    ordering = ["country", "-effective_from"]
+    fields = ["country", "rate", "effective_from", "note", CHANGE_REASON]
+
+    def audit_subject(self, obj):
+        return "tax_rate", None, f"tax rate {obj.country} from {obj.effective_from}"
+
+    def save_model(self, request, obj, form, change):
+        fields = [f for f in form.changed_data if f != CHANGE_REASON]
+        super().save_model(request, obj, form, change)
+        if change:
+            self.audit_fields(request, obj, form, fields)
+        else:
+            self.audit_created(request, obj, form)
+
+
+@admin.register(Document)
+class DocumentAdmin(ReadOnlyAdmin):
+    """Issued documents (R39): immutable, nobody adds, changes or deletes them here (the database
+    refuses UPDATE and DELETE too); a correction is a credit note issued by the services."""
+
+    list_display = ["number", "kind", "advertiser", "issued_at", "total", "currency"]
+    list_filter = ["kind", "currency"]
+    search_fields = ["=number", "advertiser__name", "advertiser__id__exact"]
+    list_select_related = ["advertiser"]
+    ordering = ["-issued_at", "-id"]
+    raw_id_fields = ["advertiser", "business_center", "bill", "deposit", "refers_to", "created_by"]

@@ -27,7 +27,17 @@ from django.utils import timezone
 
 from billing.deposits import campaigns_pause, campaigns_resume
 from billing.gateway import GatewayResult, gateway_charges, get_gateway
-from billing.ledger import Move, Posting, advertiser_accounts, ledger_post, ledger_post_moves, lock_advertisers
+from billing.documents import receipts_for_bills
+from billing.ledger import (
+    Move,
+    Posting,
+    advertiser_accounts,
+    ledger_post,
+    ledger_post_many,
+    ledger_post_moves,
+    lock_advertisers,
+    tax_account,
+)
 from billing.models import (
     Bill,
     BillKind,
@@ -39,6 +49,7 @@ from billing.models import (
     TxKind,
 )
 from billing.money import ZERO, fmt, parse_amount
+from billing.tax import tax_for, taxes_for
 from portal.errors import BadInput, BusinessError
 from promotions.credits import shop_credits_activate
 
@@ -144,10 +155,13 @@ def autopay_setup(*, advertiser, at: datetime | None = None) -> None:
 
 def bill_create(*, advertiser, accounts, kind: str, amount: Decimal, at: datetime, period_start=None,
                 period_end=None) -> Bill:
-    """Move `amount` from accrued to billed and record the bill. Caller holds the advertiser lock."""
+    """Move `amount` from accrued to billed and record the bill with its tax (R38: the card is
+    charged amount + tax). Caller holds the advertiser lock."""
+    tax, treatment = tax_for(advertiser, amount, at.date())
     bill = Bill.objects.create(
         advertiser=advertiser, kind=kind, amount=amount, currency=advertiser.currency, issued_at=at,
-        due_at=at, period_start=period_start, period_end=period_end,
+        due_at=at, period_start=period_start, period_end=period_end, tax=tax, tax_rate=treatment.rate,
+        tax_note=treatment.note,
     )
     p = Posting(kind=TxKind.BILL, currency=advertiser.currency, amount=amount, lines=[], advertiser_id=advertiser.pk,
                 occurred_at=at, memo=f"{bill.get_kind_display()} #{bill.pk}")
@@ -160,9 +174,11 @@ def _bills_create(*, kind: str, at: datetime, bills: list[tuple]) -> list[Bill]:
     """`bill_create` for many (advertiser, accounts, amount) at once, in a constant number of
     statements (one INSERT of the bills, `ledger_post_moves` for their postings). Caller holds
     the advertisers' locks."""
+    taxes = taxes_for([(adv, amount) for adv, _, amount in bills], at.date())
     created = Bill.objects.bulk_create([
-        Bill(advertiser=adv, kind=kind, amount=amount, currency=adv.currency, issued_at=at, due_at=at)
-        for adv, _, amount in bills
+        Bill(advertiser=adv, kind=kind, amount=amount, currency=adv.currency, issued_at=at, due_at=at, tax=tax,
+             tax_rate=treatment.rate, tax_note=treatment.note)
+        for (adv, _, amount), (tax, treatment) in zip(bills, taxes)
     ])
     ledger_post_moves(TxKind.BILL, [
         Move(debit=acc[Purpose.BILLED], credit=acc[Purpose.ACCRUED], amount=amount, advertiser_id=adv.pk,
@@ -194,7 +210,7 @@ def bill_collect(*, bill_id: int, at: datetime | None = None) -> Bill:
         result = None
     else:
         result = get_gateway().charge(
-            amount=bill.amount, currency=bill.currency, card_number=pm.token, idempotency_key=bill.charge_key
+            amount=bill.charge_amount, currency=bill.currency, card_number=pm.token, idempotency_key=bill.charge_key
         )
     return _book_result(bill_id=bill.pk, advertiser_id=bill.advertiser_id, result=result,
                         last4=pm.last4 if pm else "", at=at)
@@ -233,19 +249,12 @@ def _book_one(*, bill_id: int, advertiser_id: int, result, last4: str, at: datet
             return bill  # a concurrent attempt booked it: the gateway charged once (same key)
         if result is not None and result.approved:
             accounts = advertiser_accounts([adv.pk])[adv.pk]
-            p = Posting(kind=TxKind.PAYMENT, currency=adv.currency, amount=bill.amount, lines=[], advertiser_id=adv.pk,
-                        occurred_at=at, memo=f"Payment of {bill.get_kind_display().lower()} #{bill.pk} ·•••{last4}")
-            if bill.is_invoice:
-                p.move(debit=accounts[Purpose.SETTLEMENT], credit=accounts[Purpose.CREDIT_LINE], amount=bill.line_amount)
-                p.move(debit=accounts[Purpose.SETTLEMENT], credit=accounts[Purpose.ARREARS],
-                       amount=bill.amount - bill.line_amount)
-            else:
-                p.move(debit=accounts[Purpose.SETTLEMENT], credit=accounts[Purpose.BILLED], amount=bill.amount)
-            ledger_post(p)
+            ledger_post(payment_posting(adv, accounts, bill, last4=last4, at=at))
             bill.status, bill.paid_at = BillStatus.PAID, at
             bill.gateway_reference, bill.card_last4, bill.last_error, bill.next_retry_at = result.reference, last4, "", None
             bill.save(update_fields=["status", "paid_at", "gateway_reference", "card_last4", "last_error", "next_retry_at"])
             bill.booked_now = True
+            receipts_for_bills([(adv, bill)])
             adv.failed_payments = 0
             adv.successful_payments += 1
             adv.save(update_fields=["failed_payments", "successful_payments"])
@@ -283,7 +292,7 @@ def _book_chunk(attempts: list[Attempt], *, at: datetime) -> None:
     The accounts all of whose answers are approvals — nearly all — are booked in one
     transaction and a constant number of statements: the advertisers locked (id order), the
     bills re-read FOR UPDATE and the paid ones skipped (a concurrent run or a replay after a
-    crash booked them), the payments posted with `ledger_post_moves`, bills and advertisers
+    crash booked them), the payments posted with `ledger_post_many`, bills and advertisers
     updated in one statement each, pending Shop credits activated in one (R21), notifications
     in one `notify_many`. Per account only where it applies: threshold growth for accounts that
     reached a step (R25), campaigns resumed for accounts with campaigns paused by billing (R26).
@@ -327,18 +336,17 @@ def _book_approved(todo: list[Attempt], advertisers: dict, *, at: datetime) -> N
     """The payments of `todo` (approved, unpaid, in bill order), set-based; caller holds the
     advertisers' locks and the bills'. Same rows as `_book_one`'s approved branch per bill."""
     adv_ids = sorted({a.advertiser_id for a in todo})
-    accounts = {(acc.advertiser_id, acc.purpose): acc for acc in LedgerAccount.objects.filter(
-        advertiser_id__in=adv_ids, purpose__in=[Purpose.SETTLEMENT, Purpose.BILLED])}
-    ledger_post_moves(TxKind.PAYMENT, [
-        Move(debit=accounts[a.advertiser_id, Purpose.SETTLEMENT], credit=accounts[a.advertiser_id, Purpose.BILLED],
-             amount=a.bill.amount, advertiser_id=a.advertiser_id, occurred_at=at,
-             memo=f"Payment of {a.bill.get_kind_display().lower()} #{a.bill.pk} ·•••{a.last4}")
-        for a in todo
-    ])
+    accounts = advertiser_accounts(adv_ids)
+    taxed = {a.advertiser_id for a in todo if a.bill.tax}
+    for pk in sorted(taxed):
+        accounts[pk][Purpose.TAX_PAYABLE] = tax_account(advertisers[pk])
+    ledger_post_many([payment_posting(advertisers[a.advertiser_id], accounts[a.advertiser_id], a.bill, last4=a.last4,
+                                      at=at) for a in todo])
     for a in todo:
         a.bill.status, a.bill.paid_at = BillStatus.PAID, at
         a.bill.gateway_reference, a.bill.card_last4, a.bill.last_error, a.bill.next_retry_at = (
             a.result.reference, a.last4, "", None)
+    receipts_for_bills([(advertisers[a.advertiser_id], a.bill) for a in todo])
     _rows_update(Bill, [a.bill for a in todo], ["status", "paid_at", "gateway_reference", "card_last4", "last_error",
                                                 "next_retry_at"])
     per_account = defaultdict(int)
@@ -347,6 +355,22 @@ def _book_approved(todo: list[Attempt], advertisers: dict, *, at: datetime) -> N
     _thresholds_grow({advertisers[pk]: n for pk, n in per_account.items()}, at=at)
     _rows_update(type(advertisers[adv_ids[0]]), [advertisers[pk] for pk in adv_ids],
                  ["failed_payments", "successful_payments", "billing_threshold"])
+
+
+def payment_posting(adv, accounts, bill: Bill, *, last4: str, at: datetime) -> Posting:
+    """The card payment of a bill (R26) or an invoice (R27): the charge pays what was billed —
+    for an invoice the credit line and the arrears past it — and its tax to tax payable (R38)."""
+    p = Posting(kind=TxKind.PAYMENT, currency=adv.currency, amount=bill.charge_amount, lines=[], advertiser_id=adv.pk,
+                occurred_at=at, memo=f"Payment of {bill.get_kind_display().lower()} #{bill.pk} ·•••{last4}")
+    if bill.is_invoice:
+        p.move(debit=accounts[Purpose.SETTLEMENT], credit=accounts[Purpose.CREDIT_LINE], amount=bill.line_amount)
+        p.move(debit=accounts[Purpose.SETTLEMENT], credit=accounts[Purpose.ARREARS], amount=bill.amount - bill.line_amount)
+    else:
+        p.move(debit=accounts[Purpose.SETTLEMENT], credit=accounts[Purpose.BILLED], amount=bill.amount)
+    if bill.tax:
+        tax = accounts.get(Purpose.TAX_PAYABLE) or tax_account(adv)
+        p.move(debit=accounts[Purpose.SETTLEMENT], credit=tax, amount=bill.tax)
+    return p
 
 
 def _thresholds_grow(paid: dict, *, at: datetime) -> None:
@@ -529,7 +553,7 @@ def _bills_collect(bills: list[Bill], *, at: datetime) -> list[Bill]:
     charges = []
     for bill in bills:
         pm = cards.get(bill.advertiser_id)
-        charges.append(None if pm is None else dict(amount=bill.amount, currency=bill.currency, card_number=pm.token,
+        charges.append(None if pm is None else dict(amount=bill.charge_amount, currency=bill.currency, card_number=pm.token,
                                                     idempotency_key=bill.charge_key))
     results = gateway_charges(get_gateway(), charges)
     attempts = [Attempt(bill.pk, bill.advertiser_id, result, cards[bill.advertiser_id].last4 if charge else "")

@@ -21,7 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from billing.deposits import campaigns_pause
-from billing.ledger import Posting, advertiser_accounts, ledger_post, lock_advertisers
+from billing.ledger import Posting, advertiser_accounts, ledger_post, lock_advertisers, tax_account
 from billing.models import Bill, BillStatus, Chargeback, Deposit, Purpose, TxKind
 from billing.money import fmt
 from portal.audit import audit_record
@@ -89,8 +89,10 @@ def _bill_reversal(adv, acc, bill: Bill, reference: str, reason: str, at: dateti
     bill = Bill.objects.select_for_update().get(pk=bill.pk)
     if bill.status != BillStatus.PAID:
         raise BusinessError("bill_not_paid", f"Only a paid bill can be charged back; this one is {bill.status}.")
-    p = Posting(kind=TxKind.REFUND, currency=adv.currency, amount=bill.amount, lines=[], advertiser_id=adv.pk,
+    p = Posting(kind=TxKind.REFUND, currency=adv.currency, amount=bill.charge_amount, lines=[], advertiser_id=adv.pk,
                 occurred_at=at, memo=f"Chargeback {reference} of {bill.get_kind_display().lower()} #{bill.pk}: {reason}")
+    if bill.tax:  # the tax booked with the payment goes back with it (R38)
+        p.move(debit=tax_account(adv), credit=acc[Purpose.SETTLEMENT], amount=bill.tax)
     if bill.is_invoice:  # paid as Dr settlement, Cr credit line (line_amount) and Cr arrears (the rest)
         p.move(debit=acc[Purpose.CREDIT_LINE], credit=acc[Purpose.SETTLEMENT], amount=bill.line_amount)
         p.move(debit=acc[Purpose.ARREARS], credit=acc[Purpose.SETTLEMENT], amount=bill.amount - bill.line_amount)
@@ -106,7 +108,7 @@ def _bill_reversal(adv, acc, bill: Bill, reference: str, reason: str, at: dateti
     # A reversed payment is not a history of successful payments: the threshold does not grow (R25).
     adv.successful_payments = 0
     adv.save(update_fields=["successful_payments"])
-    chargeback = Chargeback(reference=reference, advertiser=adv, bill=bill, amount=bill.amount, currency=adv.currency,
+    chargeback = Chargeback(reference=reference, advertiser=adv, bill=bill, amount=bill.charge_amount, currency=adv.currency,
                             reason=reason, transaction=tx, charge_reference=charge_reference, created_at=at)
     return chargeback, before, {"bill": bill.pk, "status": bill.status, "owed_again": str(bill.amount)}
 
@@ -122,10 +124,13 @@ def _deposit_reversal(adv, acc, deposit: Deposit, reference: str, reason: str, a
                 occurred_at=at, memo=f"Chargeback {reference} of card deposit #{deposit.pk}: {reason}")
     p.move(debit=acc[Purpose.CASH], credit=acc[Purpose.SETTLEMENT], amount=from_cash)
     p.move(debit=acc[Purpose.ARREARS], credit=acc[Purpose.SETTLEMENT], amount=to_arrears)
+    if deposit.tax:  # the card paid the deposit and its tax (R38): both go back
+        p.move(debit=tax_account(adv), credit=acc[Purpose.SETTLEMENT], amount=deposit.tax)
+        p.amount = deposit.amount + deposit.tax
     tx = ledger_post(p)
     if to_arrears:
         campaigns_pause(advertiser=adv)
-    chargeback = Chargeback(reference=reference, advertiser=adv, deposit=deposit, amount=deposit.amount,
+    chargeback = Chargeback(reference=reference, advertiser=adv, deposit=deposit, amount=deposit.amount + deposit.tax,
                             currency=adv.currency, reason=reason, transaction=tx, created_at=at)
     return chargeback, {"deposit": deposit.pk}, {"deposit": deposit.pk, "cash_taken_back": str(from_cash),
                                                  "arrears_added": str(to_arrears)}

@@ -6,9 +6,19 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from billing.ledger import Posting, Rider, advertiser_accounts, ledger_post, ledger_post_many, lock_advertisers
+from billing.documents import receipt_for_deposit
+from billing.ledger import (
+    Posting,
+    Rider,
+    advertiser_accounts,
+    ledger_post,
+    ledger_post_many,
+    lock_advertisers,
+    tax_account,
+)
 from billing.models import BC_TRANSFER, Deposit, Purpose, TxKind
-from billing.money import fmt, parse_amount
+from billing.money import ZERO, fmt, parse_amount
+from billing.tax import tax_for
 from portal import inputs
 from portal.errors import BadInput, BusinessError, Conflict
 from portal.models import CampaignStatus
@@ -19,8 +29,16 @@ def deposit_limits(currency: str) -> tuple[Decimal, Decimal]:
     return Decimal(low), Decimal(high)
 
 
-def deposit_create(*, advertiser, amount, idempotency_key: str, source: str = "api", card_last4: str = "") -> Deposit:
-    """Load cash (R23). Arrears are settled first and paused campaigns resume (R13).
+def deposit_tax(advertiser, amount: Decimal) -> Decimal:
+    """The tax charged on top of a deposit (R38: the card pays amount + tax, the balance gets amount)."""
+    return tax_for(advertiser, amount, timezone.localdate())[0]
+
+
+def deposit_create(*, advertiser, amount, idempotency_key: str, source: str = "api", card_last4: str = "",
+                   tax: Decimal | None = None) -> Deposit:
+    """Load cash (R23). Arrears are settled first and paused campaigns resume (R13). The payment
+    carries its tax (R38) to the tax-payable account and gets a receipt (R39); a Business
+    Center's recharge is cash already paid, so it has neither.
 
     Idempotent by key: the same key and amount returns the first deposit; the same key with
     another amount is a Conflict.
@@ -55,15 +73,24 @@ def deposit_create(*, advertiser, amount, idempotency_key: str, source: str = "a
                 f"A deposit must be between {fmt(low, adv.currency)} and {fmt(high, adv.currency)} {adv.currency}.",
             )
         acc = advertiser_accounts([adv.pk])[adv.pk]
+        if source == BC_TRANSFER:
+            tax = ZERO
+        elif tax is None:
+            tax = deposit_tax(adv, amount)
         to_arrears = min(acc[Purpose.ARREARS].balance, amount)
         p = Posting(kind=TxKind.DEPOSIT, currency=adv.currency, amount=amount, lines=[], advertiser_id=adv.pk,
                     memo=f"Deposit ({source})")
         p.move(debit=acc[Purpose.SETTLEMENT], credit=acc[Purpose.ARREARS], amount=to_arrears)
         p.move(debit=acc[Purpose.SETTLEMENT], credit=acc[Purpose.CASH], amount=amount - to_arrears)
+        if tax:
+            p.move(debit=acc[Purpose.SETTLEMENT], credit=tax_account(adv), amount=tax)
         tx = ledger_post(p)
         deposit = Deposit.objects.create(
-            advertiser=adv, amount=amount, idempotency_key=key, source=source, card_last4=card_last4, transaction=tx
+            advertiser=adv, amount=amount, idempotency_key=key, source=source, card_last4=card_last4, transaction=tx,
+            tax=tax,
         )
+        if source != BC_TRANSFER:
+            receipt_for_deposit(adv, deposit)
         if acc[Purpose.ARREARS].balance == 0:
             campaigns_resume(advertiser=adv)
     return deposit

@@ -18,8 +18,8 @@ from django.utils import timezone
 
 from billing.models import SERIES, BillStatus, Document, DocumentCounter, DocumentKind
 from billing.money import ZERO, fmt
-from billing.profile import profile_snapshot
-from billing.tax import Treatment
+from billing.profile import profile_snapshot, profile_snapshots
+from billing.tax import Treatment, tax_for
 
 
 @dataclass
@@ -96,6 +96,36 @@ def documents_issue(docs: list[Document]) -> list[Document]:
 
 def document_issue(doc: Document) -> Document:
     return documents_issue([doc])[0]
+
+
+# ---- receipts (R39: every payment received gets one) ----
+
+def receipt_for_deposit(advertiser, deposit) -> Document:
+    """The receipt of a deposit: the amount loaded and the tax charged with it."""
+    _, treatment = tax_for(advertiser, deposit.amount, timezone.localdate(deposit.created_at))
+    card = f" · card ···· {deposit.card_last4}" if deposit.card_last4 else ""
+    return document_issue(document_build(
+        advertiser=advertiser, kind=DocumentKind.RECEIPT, source_key=f"receipt:deposit:{deposit.pk}",
+        lines=[Line(f"Deposit to the cash balance{card}", deposit.amount, deposit.tax)],
+        treatment=Treatment(treatment.rate if deposit.tax else ZERO, treatment.note), issued_at=deposit.created_at,
+        deposit=deposit,
+    ))
+
+
+def receipts_for_bills(pairs: list[tuple]) -> list[Document]:
+    """The receipts of card payments of bills: `[(advertiser, bill)]`, in a constant number of
+    statements however many."""
+    billed_to = profile_snapshots(adv for adv, _ in pairs)
+    return documents_issue([
+        document_build(
+            advertiser=adv, kind=DocumentKind.RECEIPT, source_key=f"receipt:bill:{bill.pk}:{bill.collection}",
+            lines=[Line(f"Payment of {bill.get_kind_display().lower()} {bill.number or '#' + str(bill.pk)}"
+                        + (f" · card ···· {bill.card_last4}" if bill.card_last4 else ""), bill.amount, bill.tax)],
+            treatment=Treatment(bill.tax_rate, bill.tax_note), issued_at=bill.paid_at, bill=bill,
+            billed_to=billed_to[adv.pk],
+        )
+        for adv, bill in pairs
+    ])
 
 
 # ---- what a document still counts ----

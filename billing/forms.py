@@ -130,3 +130,63 @@ class TransactionFilterForm(forms.Form):
         self.is_valid()
         data = getattr(self, "cleaned_data", {})
         return {k: data[k] for k in ("date_from", "date_to", "kind") if data.get(k) and k not in self.errors}
+
+
+class BillingProfileForm(forms.Form):
+    """Who documents are billed to (R37). Only parses: `billing.profile.profile_set` validates (the
+    tax ID's check digits, the country) and its BadInput is shown under the field it names."""
+
+    FIELD_OF_CODE = {"invalid_country": "country", "invalid_tax_id": "tax_id",
+                     "invalid_invoice_emails": "invoice_emails"}
+
+    legal_name = forms.CharField(label="Legal name", max_length=200,
+                                 widget=forms.TextInput(attrs={"autocomplete": "organization"}))
+    address_line1 = forms.CharField(label="Address line 1", max_length=200,
+                                    widget=forms.TextInput(attrs={"autocomplete": "address-line1"}))
+    address_line2 = forms.CharField(label="Address line 2", max_length=200, required=False,
+                                    widget=forms.TextInput(attrs={"autocomplete": "address-line2"}))
+    city = forms.CharField(label="City", max_length=100,
+                           widget=forms.TextInput(attrs={"autocomplete": "address-level2"}))
+    postal_code = forms.CharField(label="Postal code", max_length=20, required=False,
+                                  widget=forms.TextInput(attrs={"autocomplete": "postal-code"}))
+    country = forms.ChoiceField(label="Country", widget=forms.Select(attrs={"autocomplete": "country"}))
+    tax_id = forms.CharField(
+        label="Tax ID (optional)", max_length=32, required=False,
+        help_text="A VAT number or tax ID; it is checked by its country's format and check digits.",
+    )
+    invoice_emails = forms.CharField(
+        label="Invoice recipients (optional)", max_length=2600, required=False,
+        widget=forms.TextInput(attrs={"autocomplete": "off", "placeholder": "billing@example.com, ap@example.com"}),
+        help_text="Email addresses separated by commas, at most 10.",
+    )
+    po_number = forms.CharField(label="PO number (optional)", max_length=64, required=False)
+
+    def __init__(self, *args, read_only: bool = False, **kwargs):
+        from billing.profile import countries
+
+        super().__init__(*args, **kwargs)
+        self.fields["country"].choices = [("", "Choose a country")] + countries()
+        for name, field in self.fields.items():
+            if field.help_text:
+                field.widget.attrs["aria-describedby"] = f"id_{name}_helptext"
+            if read_only:
+                field.disabled = True
+
+    @staticmethod
+    def initial_of(fields: dict) -> dict:
+        """The form's initial values from `profile_fields` (the recipients as one line)."""
+        return {**fields, "invoice_emails": ", ".join(fields.get("invoice_emails") or [])}
+
+    def mark_invalid(self) -> None:
+        """Point each field in error at its message, for screen readers."""
+        for name in self.errors:
+            if name in self.fields:
+                attrs = self.fields[name].widget.attrs
+                described = [d for d in (attrs.get("aria-describedby"), f"id_{name}_error") if d]
+                attrs.update({"aria-invalid": "true", "aria-describedby": " ".join(described)})
+
+    def add_service_error(self, error: BusinessError) -> None:
+        field = self.FIELD_OF_CODE.get(error.code)
+        if field is None and error.code.startswith("invalid_") and error.code[len("invalid_"):] in self.fields:
+            field = error.code[len("invalid_"):]
+        self.add_error(field, error.message)

@@ -21,13 +21,16 @@ from billing.models import (
     Bill,
     BillKind,
     BillStatus,
+    DocumentKind,
     InvoiceCounter,
     LedgerEntry,
     LedgerTransaction,
     Purpose,
     TxKind,
 )
-from billing.money import ZERO
+from billing.documents import Line, document_build, document_issue
+from billing.money import ZERO, fmt
+from billing.tax import tax_for
 
 SPEND_KINDS = [TxKind.CHARGE, TxKind.FEE]
 
@@ -76,22 +79,41 @@ def invoice_issue(*, advertiser, at: datetime) -> Bill | None:
     )
     new_line = line - (before["line"] or ZERO)
     new_total = line + arrears - (before["total"] or ZERO)
+    new_gross = gross - (before["gross"] or ZERO)
+    new_credits = credits - (before["credits"] or ZERO)
+    month = start.strftime("%B %Y")
+    source_key = f"invoice:{end.date():%Y-%m}"
     if new_total <= 0:
+        if new_gross > 0:  # R41: spend fully paid by credit is invoiced as "No need to pay"
+            document_issue(document_build(
+                advertiser=advertiser, kind=DocumentKind.INVOICE, source_key=source_key, issued_at=at,
+                lines=[Line(f"Advertising, {month}: spend {fmt(new_gross, advertiser.currency)}, "
+                            f"paid by credit {fmt(new_credits, advertiser.currency)}", ZERO)],
+                period_start=start, period_end=end))
         return None
-    return Bill.objects.create(
+    # R38: tax on own money only — the invoice is spend net of credits, plus tax on that
+    tax, treatment = tax_for(advertiser, new_total, at.date())
+    bill = Bill.objects.create(
         advertiser=advertiser,
         kind=BillKind.MONTHLY_INVOICE,
         number=invoice_number_take(settings.INVOICE_ISSUER),
         amount=new_total,
         line_amount=new_line,
-        gross_spend=gross - (before["gross"] or ZERO),
-        credits_applied=credits - (before["credits"] or ZERO),
+        gross_spend=new_gross,
+        credits_applied=new_credits,
         currency=advertiser.currency,
         issued_at=at,
         due_at=at + timedelta(days=settings.INVOICE_DUE_DAYS),
         period_start=start,
         period_end=end,
+        tax=tax, tax_rate=treatment.rate, tax_note=treatment.note,
     )
+    document_issue(document_build(
+        advertiser=advertiser, kind=DocumentKind.INVOICE, source_key=source_key, issued_at=at, treatment=treatment,
+        lines=[Line(f"Advertising, {month}: spend {fmt(new_gross, advertiser.currency)} less credits "
+                    f"{fmt(new_credits, advertiser.currency)} (invoice {bill.number})", new_total, tax)],
+        period_start=start, period_end=end, due_at=bill.due_at, bill=bill))
+    return bill
 
 
 def issue_monthly_invoices(*, at: datetime | None = None, chunk: int = 200) -> dict:
@@ -131,12 +153,11 @@ def issue_monthly_invoices(*, at: datetime | None = None, chunk: int = 200) -> d
 
 
 def _notify_invoices(issued) -> None:
-    from billing.money import fmt
     from portal.notifications import Draft, notify_many
 
     notify_many([
         Draft(adv, "invoice_issued", f"invoice_issued:{bill.pk}", {
-            "amount": f"{bill.currency} {fmt(bill.amount, bill.currency)}",
+            "amount": f"{bill.currency} {fmt(bill.charge_amount, bill.currency)}",
             "number": bill.number,
             "bill_id": bill.pk,
             "month": bill.period_start.astimezone(adv.tz).strftime("%B %Y"),

@@ -301,6 +301,15 @@ def advertiser_accounts(advertiser_ids) -> dict[int, dict[str, LedgerAccount]]:
     return out
 
 
+def tax_account(advertiser) -> LedgerAccount:
+    """The advertiser's tax-payable account (R38), opened on first use; call holding its lock."""
+    account, _ = LedgerAccount.objects.get_or_create(
+        advertiser_id=advertiser.pk, purpose=Purpose.TAX_PAYABLE,
+        defaults={"currency": advertiser.currency, "normal": NORMAL_SIDE[Purpose.TAX_PAYABLE]},
+    )
+    return account
+
+
 def credit_account_open(advertiser) -> LedgerAccount:
     return LedgerAccount.objects.create(
         advertiser=advertiser, purpose=Purpose.PROMO_CREDIT, currency=advertiser.currency, normal=CREDIT

@@ -13,8 +13,10 @@ import pycountry
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from stdnum.exceptions import ValidationError as NumberInvalid
+from stdnum.eu import vat as eu_vat
 from stdnum.util import get_cc_module
 
 from billing.models import BillingProfile
@@ -25,6 +27,7 @@ from portal.errors import BadInput
 FIELDS = ["legal_name", "address_line1", "address_line2", "city", "postal_code", "country", "tax_id",
           "invoice_emails", "po_number"]
 MAX_RECIPIENTS = 10
+EU = frozenset("AT BE BG CY CZ DE DK EE ES FI FR GR HR HU IE IT LT LU LV MT NL PL PT RO SE SI SK".split())
 # The EU's VAT prefixes that are not the ISO code
 VAT_PREFIX = {"GR": "EL"}
 
@@ -47,6 +50,8 @@ def country_check(value) -> str:
 
 
 def _tax_module(country: str):
+    if country in EU:
+        return eu_vat
     return get_cc_module(country.lower(), "vat") or get_cc_module(country.lower(), "tin")
 
 
@@ -65,9 +70,9 @@ def tax_id_check(value, country: str) -> tuple[str, bool]:
             raise BadInput("invalid_tax_id", f"tax_id {raw!r} holds characters a tax ID does not use.")
         return raw.upper(), False
     prefix = VAT_PREFIX.get(country, country)
-    number = module.compact(raw)
-    if module.__name__.endswith(".vat") and not number.upper().startswith(prefix):
-        number = prefix + number
+    number = re.sub(r"[\s.\-/]", "", raw).upper() if country in EU else module.compact(raw)
+    if country in EU:  # an EU VAT number is kept with its prefix, as VIES and invoices write it
+        module, number = eu_vat, (number if number.upper().startswith(prefix) else prefix + number)
     try:
         number = module.validate(number)
     except NumberInvalid as e:
@@ -137,7 +142,29 @@ def tax_id_valid(profile: BillingProfile | None) -> bool:
 
 def profile_snapshot(advertiser) -> dict:
     """What a document keeps of who it is billed to (R37). Without a profile: the account's name."""
-    profile, inherited = profile_of(advertiser)
+    return _snapshot(advertiser, *profile_of(advertiser))
+
+
+def profile_snapshots(advertisers) -> dict[int, dict]:
+    """`profile_snapshot` of many advertisers in one query (a chunk of bills)."""
+    advertisers = list(advertisers)
+    bc_ids = {a.business_center_id for a in advertisers if a.business_center_id}
+    rows = BillingProfile.objects.filter(Q(advertiser_id__in=[a.pk for a in advertisers]) | Q(business_center_id__in=bc_ids))
+    own, of_bc = {}, {}
+    for row in rows:
+        (own.__setitem__(row.advertiser_id, row) if row.advertiser_id else of_bc.__setitem__(row.business_center_id, row))
+    out = {}
+    for a in advertisers:
+        if a.pk in own:
+            out[a.pk] = _snapshot(a, own[a.pk], False)
+        elif a.business_center_id in of_bc:
+            out[a.pk] = _snapshot(a, of_bc[a.business_center_id], True)
+        else:
+            out[a.pk] = _snapshot(a, None, False)
+    return out
+
+
+def _snapshot(advertiser, profile, inherited: bool) -> dict:
     out = profile_fields(profile)
     if profile is None:
         out["legal_name"] = advertiser.name

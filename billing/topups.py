@@ -7,7 +7,7 @@ once. Only the card's last four digits are stored.
 
 from decimal import Decimal
 
-from billing.deposits import deposit_create, deposit_limits
+from billing.deposits import deposit_create, deposit_limits, deposit_tax
 from billing.gateway import PaymentGateway, card_digits, get_gateway
 from billing.models import Deposit
 from billing.money import fmt, parse_amount
@@ -54,14 +54,16 @@ def card_deposit_create(
         raise BusinessError("account_closed", "This advertiser account is closed.")
     amount = deposit_amount_check(advertiser=advertiser, amount=amount)
     number = card_digits(card_number)
+    tax = deposit_tax(advertiser, amount)  # R38: the card pays the deposit and its tax
     result = (gateway or get_gateway()).charge(
-        amount=amount, currency=advertiser.currency, card_number=number, idempotency_key=idempotency_key
+        amount=amount + tax, currency=advertiser.currency, card_number=number, idempotency_key=idempotency_key
     )
     if result.status == "timeout":
         raise BusinessError("payment_timeout", result.message)
     if not result.approved:
         raise BusinessError("card_declined", result.message or "Your card was declined.")
     deposit = deposit_create(
-        advertiser=advertiser, amount=amount, idempotency_key=idempotency_key, source="web", card_last4=number[-4:]
+        advertiser=advertiser, amount=amount, idempotency_key=idempotency_key, source="web", card_last4=number[-4:],
+        tax=tax,
     )
     return deposit, True

@@ -22,11 +22,18 @@ from django.views.decorators.http import require_GET, require_POST
 
 from billing.autopay import bill_pay, payment_method_set
 from billing.charts import stacked_bars
-from billing.forms import AddFundsForm, BillingMethodSwitchForm, PaymentMethodForm, TransactionFilterForm
+from billing.forms import (
+    AddFundsForm,
+    BillingMethodSwitchForm,
+    BillingProfileForm,
+    PaymentMethodForm,
+    TransactionFilterForm,
+)
 from billing.gateway import SandboxGateway, get_gateway
 from billing.history import payments_overview, transaction_rows, transactions_csv_rows, transactions_query
 from billing.invoice_pdf import invoice_pdf
 from billing.models import Bill, BillKind, BillStatus, PaymentMethod
+from billing.profile import profile_fields, profile_of, profile_set
 from billing.page_selectors import (
     METHOD_DESCRIPTIONS,
     billing_panel,
@@ -295,3 +302,40 @@ def _switch_messages(request, switched) -> None:
         else:
             messages.error(request, f"Spend accrued on automatic payment, {amount}, was billed but the card was not "
                                     f"charged: {switch_bill.last_error} Pay it from Bills & invoices.")
+
+
+# --- the billing profile (R37) ------------------------------------------------------------------
+
+@login_required
+def billing_profile(request, advertiser_id):
+    """Who documents are billed to: the advertiser's own profile, else its Business Center's.
+    Admin, finance and analyst see it; admin and finance save it (an audited `profile_set`)."""
+    advertiser, role = advertiser_for_request(request, advertiser_id, need="payments_read")
+    can_edit = can(role, "payments_write")
+    profile, inherited = profile_of(advertiser)
+    if request.method == "POST":
+        if not can_edit:
+            raise PermissionDenied("Only an admin or finance member of the account can change its billing profile.")
+        form = BillingProfileForm(request.POST)
+        if form.is_valid():
+            try:
+                profile_set(actor=request.user, data=form.cleaned_data, reason="Edited on the Billing profile page",
+                            advertiser=advertiser)
+            except BusinessError as e:
+                form.add_service_error(e)
+            else:
+                messages.success(request, "Billing profile saved. Documents issued from now on are billed to it.")
+                return redirect("payments_billing_profile", advertiser_id=advertiser.pk)
+    else:
+        form = BillingProfileForm(initial=BillingProfileForm.initial_of(profile_fields(profile)),
+                                  read_only=not can_edit)
+    form.mark_invalid()
+    context = {
+        "advertiser": advertiser,
+        "role": role,
+        "form": form,
+        "profile": profile,
+        "inherited": inherited,
+        "can_edit": can_edit,
+    }
+    return render(request, "billing/billing_profile.html", context, status=422 if form.errors else 200)

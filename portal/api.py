@@ -277,10 +277,12 @@ def campaign_list(request, id: str):
 # --- routers; the catch-all must come last ----------------------------------------------------
 
 from billing.api import router as billing_router  # noqa: E402
+from billing.documents_api import router as documents_router  # noqa: E402
 from promotions.api import router as promotions_router  # noqa: E402
 
 api.add_router("", accounts)
 api.add_router("", billing_router)
+api.add_router("", documents_router)
 api.add_router("", promotions_router)
 
 unknown = Router()

@@ -39,6 +39,11 @@ urlpatterns = [
     path(
         "a/<int:advertiser_id>/payments/billing-method/", billing_views.billing_method, name="payments_billing_method"
     ),
+    path(
+        "a/<int:advertiser_id>/payments/billing-profile/",
+        billing_views.billing_profile,
+        name="payments_billing_profile",
+    ),
     path("a/<int:advertiser_id>/payments/promotions/", promotions_views.promotions, name="payments_promotions"),
     path(
         "a/<int:advertiser_id>/payments/promotions/credits/<int:credit_id>/assign/",

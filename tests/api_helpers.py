@@ -41,6 +41,10 @@ class Api:
     def get(self, path, *, token=None, bearer=False):
         return self.client.get(BASE + path, headers=self._headers(token, bearer))
 
+    def put(self, path, body=None, *, token=None, bearer=False):
+        return self.client.put(BASE + path, data=json.dumps(body if body is not None else {}),
+                               content_type="application/json", headers=self._headers(token, bearer))
+
     def post(self, path, body=None, *, token=None, bearer=False, raw=None):
         data = raw if raw is not None else json.dumps(body if body is not None else {})
         return self.client.post(BASE + path, data=data, content_type="application/json",

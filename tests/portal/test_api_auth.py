@@ -144,6 +144,9 @@ OPERATIONS = {
     ("post", "/advertisers/{id}/freeze", 200), ("post", "/advertisers/{id}/unfreeze", 200),
     ("post", "/advertisers/{id}/appeals", 201), ("get", "/advertisers/{id}/appeals", 200),
     ("post", "/appeals/{id}/decision", 200),
+    # R37, R39
+    ("get", "/advertisers/{id}/billing-profile", 200), ("put", "/advertisers/{id}/billing-profile", 200),
+    ("get", "/advertisers/{id}/documents", 200), ("get", "/documents/{id}", 200),
 }
 
 
