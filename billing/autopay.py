@@ -42,6 +42,7 @@ from billing.models import (
     Bill,
     BillKind,
     BillStatus,
+    InvoicePayment,
     LedgerAccount,
     PaymentMethod,
     Purpose,
@@ -478,6 +479,9 @@ def bill_pay(*, bill: Bill, at: datetime | None = None) -> Bill:
     """"Pay now" (R26): charge a failed or open bill immediately."""
     if bill.status == BillStatus.PAID:
         raise BusinessError("bill_already_paid", "This bill is already paid.")
+    if InvoicePayment.objects.filter(document__bill=bill).exists():  # R41: never paid twice
+        raise BusinessError("invoice_partly_paid", "Part of this invoice was paid by bank transfer: pay the rest "
+                                                   "by bank transfer too.")
     if not hasattr(bill.advertiser, "payment_method"):
         raise BusinessError("payment_method_required", "Add a payment method before paying this bill.")
     return bill_collect(bill_id=bill.pk, at=at)

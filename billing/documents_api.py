@@ -4,10 +4,13 @@ from typing import Any
 
 from ninja import Router, Schema
 
+from billing.disputes import dispute_open
 from billing.documents import amount_due, credited, document_status, paid_amount
+from billing.invoice_payments import invoice_transfer_record
 from billing.models import Document, DocumentKind
 from billing.money import fmt
 from billing.profile import FIELDS, profile_fields, profile_of, profile_set, tax_id_valid
+from portal.api_auth import require_staff
 from portal.api_schemas import ERRORS, Money, Timestamp, iso
 from portal.errors import BadInput, NotFound
 from portal.permissions import advertiser_for
@@ -139,3 +142,36 @@ def document_list(request, id: str, kind: str | None = None):
             summary="One billing document with its lines, seller and billed-to snapshot")
 def document_get(request, id: str):
     return document_json(document_for(request.auth, id), detail=True)
+
+
+class TransferIn(Schema):
+    amount: Any = None
+    reference: Any = None
+    paid_at: Any = None
+
+
+class DisputeIn(Schema):
+    reason: Any = None
+
+
+class DisputeOut(Schema):
+    id: str
+    status: str
+
+
+@router.post("/documents/{id}/payments", response={200: DocumentDetailOut, **ERRORS},
+             summary="Record a bank transfer against an invoice (staff); idempotent by reference")
+def document_payment(request, id: str, payload: TransferIn):
+    require_staff(request.auth)
+    doc = document_for(request.auth, id)
+    invoice_transfer_record(actor=request.auth, document=doc, amount=payload.amount, reference=payload.reference,
+                            paid_at=payload.paid_at)
+    return document_json(Document.objects.select_related("bill").get(pk=doc.pk), detail=True)
+
+
+@router.post("/documents/{id}/disputes", response={201: DisputeOut, **ERRORS},
+             summary="Dispute an invoice within 7 days of issue (admin, finance)")
+def document_dispute(request, id: str, payload: DisputeIn):
+    doc = document_for(request.auth, id, need="payments_write")
+    dispute = dispute_open(actor=request.auth, document=doc, reason=payload.reason)
+    return 201, {"id": str(dispute.pk), "status": dispute.status}

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from billing.deposits import deposit_limits
 from billing.history import ADVERTISER_KINDS
-from billing.models import TxKind
+from billing.models import DocumentKind, TxKind
 from billing.templatetags.money import format_money
 from billing.topups import deposit_amount_check
 from portal.errors import BusinessError
@@ -130,6 +130,35 @@ class TransactionFilterForm(forms.Form):
         self.is_valid()
         data = getattr(self, "cleaned_data", {})
         return {k: data[k] for k in ("date_from", "date_to", "kind") if data.get(k) and k not in self.errors}
+
+
+MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+
+
+class DocumentFilterForm(forms.Form):
+    """Billing documents' filters (R39): a kind and a month (`YYYY-MM`, in the account time zone)."""
+
+    kind = forms.ChoiceField(required=False, label="Type",
+                             choices=[("", "All types")] + [(k.value, k.label) for k in DocumentKind])
+    month = forms.CharField(required=False, label="Month", max_length=7,
+                            widget=forms.TextInput(attrs={"type": "month", "placeholder": "YYYY-MM"}))
+
+    def clean_month(self):
+        raw = (self.cleaned_data.get("month") or "").strip()
+        if not raw:
+            return None
+        m = MONTH.match(raw)
+        if not m or not (1 <= int(m.group(2)) <= 12) or not (1900 <= int(m.group(1)) <= 9998):
+            raise forms.ValidationError("Enter a month as YYYY-MM, for example 2026-11.")
+        return int(m.group(1)), int(m.group(2))
+
+    def filters(self) -> dict:
+        """The filters to apply: only the valid ones."""
+        if not self.is_bound:
+            return {}
+        self.is_valid()
+        data = getattr(self, "cleaned_data", {})
+        return {k: data[k] for k in ("kind", "month") if data.get(k) and k not in self.errors}
 
 
 class BillingProfileForm(forms.Form):

@@ -26,18 +26,23 @@ from billing.forms import (
     AddFundsForm,
     BillingMethodSwitchForm,
     BillingProfileForm,
+    DocumentFilterForm,
     PaymentMethodForm,
     TransactionFilterForm,
 )
 from billing.gateway import SandboxGateway, get_gateway
 from billing.history import payments_overview, transaction_rows, transactions_csv_rows, transactions_query
+from billing.document_pdf import document_pdf
 from billing.invoice_pdf import invoice_pdf
-from billing.models import Bill, BillKind, BillStatus, PaymentMethod
+from billing.models import Bill, BillKind, BillStatus, Document, PaymentMethod
 from billing.profile import profile_fields, profile_of, profile_set
 from billing.page_selectors import (
     METHOD_DESCRIPTIONS,
     billing_panel,
     bill_rows,
+    document_row,
+    document_rows,
+    documents_query,
     bill_title,
     bills_query,
     invoice_document,
@@ -220,6 +225,43 @@ def bill_pay_view(request, advertiser_id, bill_id):
         else:
             messages.error(request, f"{title} was not paid: {bill.last_error or 'the payment did not go through.'}")
     return redirect(_next_url(request, reverse("payments_bills", args=[advertiser.pk])))
+
+
+# --- Billing documents (R39) --------------------------------------------------------------------
+
+@login_required
+@require_GET
+def documents(request, advertiser_id):
+    """Invoices, receipts, statements and credit notes, newest first, filtered by kind and month."""
+    advertiser, role = advertiser_for_request(request, advertiser_id, need="payments_read")
+    form = DocumentFilterForm(request.GET or None)
+    filters = form.filters()
+    page = Paginator(documents_query(advertiser=advertiser, **filters), PAGE_SIZE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(request, "billing/documents.html", {
+        "advertiser": advertiser,
+        "role": role,
+        "form": form,
+        "page": page,
+        "rows": document_rows(page.object_list, advertiser=advertiser),
+        "query": query.urlencode(),
+        "filtered": bool(filters),
+    })
+
+
+@login_required
+@require_GET
+def document_pdf_view(request, advertiser_id, document_id):
+    advertiser, role = advertiser_for_request(request, advertiser_id, need="payments_read")
+    doc = get_object_or_404(
+        Document.objects.select_related("bill", "refers_to").prefetch_related("corrections", "payments"),
+        pk=document_id, advertiser=advertiser,
+    )
+    response = HttpResponse(document_pdf(document_row(doc, tz=advertiser.tz), advertiser=advertiser),
+                            content_type="application/pdf")
+    response["Content-Disposition"] = f'attachment; filename="{doc.number}.pdf"'
+    return response
 
 
 # --- the card on file (R29) and the billing method (R28) --------------------------------------

@@ -33,6 +33,12 @@ urlpatterns = [
     path("a/<int:advertiser_id>/payments/bills/<int:bill_id>/", billing_views.bill_detail, name="payments_bill"),
     path("a/<int:advertiser_id>/payments/bills/<int:bill_id>.pdf", billing_views.bill_pdf, name="payments_bill_pdf"),
     path("a/<int:advertiser_id>/payments/bills/<int:bill_id>/pay/", billing_views.bill_pay_view, name="payments_bill_pay"),
+    path("a/<int:advertiser_id>/payments/documents/", billing_views.documents, name="payments_documents"),
+    path(
+        "a/<int:advertiser_id>/payments/documents/<int:document_id>/pdf/",
+        billing_views.document_pdf_view,
+        name="payments_document_pdf",
+    ),
     path(
         "a/<int:advertiser_id>/payments/payment-method/", billing_views.payment_method, name="payments_payment_method"
     ),

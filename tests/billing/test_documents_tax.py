@@ -375,3 +375,84 @@ def test_an_invoice_fully_covered_by_credit_is_no_need_to_pay(spend_event):
     assert not Bill.objects.filter(advertiser=adv).exists()
     doc = Document.objects.get(advertiser=adv)
     assert (doc.kind, doc.total, document_status(doc)) == ("invoice", D("0"), "no_need_to_pay")
+
+
+# ---- R41 bank transfers and R40 disputes ----
+
+def _invoiced(spend_event, amount="100.00"):
+    from datetime import datetime, timedelta
+
+    from billing.invoicing import issue_monthly_invoices
+    from billing.spend import spend_record
+    from billing.switching import billing_settings_set
+    from django.utils import timezone
+    from tests.factories import CampaignFactory
+    adv = AdvertiserFactory(billing_method="monthly_invoice", currency="EUR")
+    billing_settings_set(advertiser=adv, credit_line_limit="1000.00")
+    profile(adv, country="IE")
+    camp = CampaignFactory(advertiser=adv)
+    now = timezone.now()
+    last_month = (now.replace(day=1) - timedelta(days=3)).replace(hour=12)
+    spend_record(event=spend_event(camp, amount, occurred_at=last_month))
+    issue_monthly_invoices(at=now)
+    return adv, Document.objects.get(advertiser=adv, kind="invoice")
+
+
+def test_api_bank_transfers_pay_an_invoice_in_parts_once_per_reference(api, staff, spend_event):
+    from billing.models import Bill, InvoicePayment
+    adv, doc = _invoiced(spend_event)  # 100.00 + 23.00 Irish VAT
+    path = f"/documents/{doc.pk}/payments"
+    first = api.post(path, {"amount": "100.00", "reference": "BANK-1", "paid_at": "2026-12-01T10:00:00Z"}, token=staff)
+    assert first.status_code == 200, first.content
+    assert (first.json()["status"], first.json()["amount_due"]) in {("partly_paid", "23.00"), ("overdue", "23.00")}
+    again = api.post(path, {"amount": "100.00", "reference": "BANK-1", "paid_at": "2026-12-01T10:00:00Z"}, token=staff)
+    assert again.status_code == 200 and InvoicePayment.objects.count() == 1
+    reused = api.post(path, {"amount": "5.00", "reference": "BANK-1"}, token=staff)
+    assert reused.status_code == 409 and error_of(reused)["code"] == "reference_reused"
+    too_much = api.post(path, {"amount": "23.01", "reference": "BANK-2"}, token=staff)
+    assert too_much.status_code == 422 and error_of(too_much)["code"] == "payment_exceeds_amount_due"
+    bal = _balances(adv)
+    assert (bal[Purpose.CREDIT_LINE], bal.get(Purpose.TAX_PAYABLE, 0)) == (0, 0)  # the line first, then the tax
+    # "Pay now" by card is refused once a transfer paid part of it: nobody pays twice
+    from billing.autopay import bill_pay
+    from portal.errors import BusinessError
+    with pytest.raises(BusinessError) as e:
+        bill_pay(bill=doc.bill)
+    assert e.value.code == "invoice_partly_paid"
+    rest = api.post(path, {"amount": "23.00", "reference": "BANK-2"}, token=staff)
+    assert (rest.json()["status"], rest.json()["amount_due"]) == ("paid", "0.00")
+    assert Bill.objects.get(pk=doc.bill_id).status == "paid"
+    assert _balances(adv)[Purpose.TAX_PAYABLE] == D("23.00")
+    receipts = Document.objects.filter(advertiser=adv, kind="receipt").order_by("pk")
+    assert [r.total for r in receipts] == [D("100.00"), D("23.00")] and receipts[0].refers_to_id == doc.pk
+    assert reconcile_ledger()["differences"] == 0
+    # only staff record transfers; another advertiser's document is 404
+    assert api.post(path, {"amount": "1.00", "reference": "X"}, token=role_token(adv, "admin")).status_code == 403
+    assert api.post(path, {"amount": "1.00", "reference": "X"}).status_code == 401
+    bad = api.post(path, {"amount": "-1", "reference": "X"}, token=staff)
+    assert bad.status_code == 400 and error_of(bad)["code"] == "invalid_amount"
+
+
+def test_api_disputes_within_seven_days_one_open_at_a_time(api, spend_event):
+    from datetime import timedelta
+    from unittest import mock
+
+    from billing.models import Dispute
+    from django.utils import timezone
+    from portal.models import AuditLog
+    adv, doc = _invoiced(spend_event)
+    path = f"/documents/{doc.pk}/disputes"
+    r = api.post(path, {"reason": "We paused that campaign on the 3rd"}, token=role_token(adv, "finance"))
+    assert r.status_code == 201 and r.json()["status"] == "open"
+    assert AuditLog.objects.filter(action="invoice_dispute_open", advertiser=adv).exists()
+    twice = api.post(path, {"reason": "again"}, token=role_token(adv, "admin"))
+    assert twice.status_code == 409 and error_of(twice)["code"] == "dispute_open"
+    assert api.post(path, {"reason": "x"}, token=role_token(adv, "analyst")).status_code == 403
+    assert api.post(path, {"reason": "x"}, token=role_token(AdvertiserFactory(), "admin")).status_code == 404
+    empty = api.post(path, {"reason": " "}, token=role_token(adv, "admin"))
+    assert empty.status_code == 400 and error_of(empty)["code"] == "invalid_reason"
+    Dispute.objects.all().update(status="rejected")
+    with mock.patch("billing.disputes.timezone.now", return_value=doc.issued_at + timedelta(days=7, seconds=1)):
+        late = api.post(path, {"reason": "late"}, token=role_token(adv, "admin"))
+    assert late.status_code == 422 and error_of(late)["code"] == "dispute_window_closed"
+    assert Dispute.objects.count() == 1

@@ -147,6 +147,7 @@ OPERATIONS = {
     # R37, R39
     ("get", "/advertisers/{id}/billing-profile", 200), ("put", "/advertisers/{id}/billing-profile", 200),
     ("get", "/advertisers/{id}/documents", 200), ("get", "/documents/{id}", 200),
+    ("post", "/documents/{id}/payments", 200), ("post", "/documents/{id}/disputes", 201),
 }
 
 

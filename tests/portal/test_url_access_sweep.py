@@ -36,6 +36,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, resolve, reverse
 from django.urls.resolvers import RoutePattern
 
+from billing.models import Document
 from portal.api_access import api_token_create
 from promotions.appeals import appeal_file
 from tests.api_matrix import database_state
@@ -52,6 +53,7 @@ SCOPE = "advertiser_id"
 FILL = {
     "advertiser_id": lambda w: w.adv.pk,
     "bill_id": lambda w: w.bill.pk,
+    "document_id": lambda w: w.document.pk,
     "token_id": lambda w: w.token.pk,
     "credit_id": lambda w: w.coupon.pk,
     "appeal_id": lambda w: w.appeal.pk,
@@ -137,7 +139,8 @@ def world(db, private_media):
                          files=[upload("receipt.png", PNG)])
     token, _ = api_token_create(advertiser=t.advertiser, user=admin, label="Sweep", idempotency_key="sweep-key-1")
     w = SimpleNamespace(adv=t.advertiser, admin=admin, outsider=t.outsider, bill=bill, coupon=coupon,
-                        appeal=appeal, attachment=appeal.attachments.get(), token=token)
+                        appeal=appeal, attachment=appeal.attachments.get(), token=token,
+                        document=Document.objects.get(advertiser=t.advertiser, bill=bill))  # the bill's receipt
     w.pages = [(page, url_of(page, w)) for page in swept_pages()]
     for page, url in w.pages:
         assert resolve(url).route == page.route, (page.name, url)  # reverse() found this very pattern

@@ -1,0 +1,50 @@
+"""Disputes of an invoice (SPEC R40): an advertiser's admin or finance member disputes an invoice
+within `INVOICE_DISPUTE_DAYS` of its issue; staff resolve it with a credit note or reject it with
+a note. One open dispute per invoice (a partial unique index); every step is audited."""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from billing.models import Dispute, DisputeStatus, Document, DocumentKind
+from portal import inputs
+from portal.audit import audit_record
+from portal.errors import BusinessError, Conflict
+
+
+def dispute_open(*, actor, document: Document, reason, at=None) -> Dispute:
+    at = at or timezone.now()
+    reason = inputs.text(reason, field="reason", max_length=1000)
+    if document.kind != DocumentKind.INVOICE:
+        raise BusinessError("not_an_invoice", "Only an invoice can be disputed.")
+    if at > document.issued_at + timedelta(days=settings.INVOICE_DISPUTE_DAYS):
+        raise BusinessError("dispute_window_closed",
+                            f"Invoice {document.number} was issued more than {settings.INVOICE_DISPUTE_DAYS} days ago: "
+                            "contact support to correct it.")
+    try:
+        with transaction.atomic():
+            dispute = Dispute.objects.create(document=document, advertiser_id=document.advertiser_id, reason=reason,
+                                             opened_by=actor if actor is not None and actor.is_authenticated else None,
+                                             created_at=at)
+            audit_record(actor=actor, action="invoice_dispute_open", advertiser=document.advertiser,
+                         target=f"Invoice {document.number}", reason=reason, after={"dispute": dispute.pk})
+    except IntegrityError:
+        raise Conflict("dispute_open", f"Invoice {document.number} already has an open dispute.") from None
+    return dispute
+
+
+def dispute_reject(*, actor, dispute: Dispute, note) -> Dispute:
+    note = inputs.text(note, field="note", max_length=1000)
+    with transaction.atomic():
+        dispute = Dispute.objects.select_for_update().get(pk=dispute.pk)
+        if dispute.status != DisputeStatus.OPEN:
+            raise Conflict("dispute_closed", "This dispute was already resolved.")
+        dispute.status, dispute.resolution = DisputeStatus.REJECTED, note
+        dispute.resolved_by, dispute.resolved_at = actor, timezone.now()
+        dispute.save(update_fields=["status", "resolution", "resolved_by", "resolved_at"])
+        audit_record(actor=actor, action="invoice_dispute_reject", advertiser=dispute.advertiser,
+                     target=f"Invoice {dispute.document.number}", reason=note,
+                     before={"status": DisputeStatus.OPEN}, after={"status": dispute.status})
+    return dispute
