@@ -74,9 +74,10 @@ def deposit_create(*, advertiser, amount, idempotency_key: str, source: str = "a
             )
         acc = advertiser_accounts([adv.pk])[adv.pk]
         if source == BC_TRANSFER:
-            tax = ZERO
-        elif tax is None:
-            tax = deposit_tax(adv, amount)
+            tax, treatment = ZERO, None
+        else:  # the card door passes the tax it charged; the treatment is the receipt's
+            computed, treatment = tax_for(adv, amount, timezone.localdate())
+            tax = computed if tax is None else tax
         to_arrears = min(acc[Purpose.ARREARS].balance, amount)
         p = Posting(kind=TxKind.DEPOSIT, currency=adv.currency, amount=amount, lines=[], advertiser_id=adv.pk,
                     memo=f"Deposit ({source})")
@@ -90,7 +91,7 @@ def deposit_create(*, advertiser, amount, idempotency_key: str, source: str = "a
             tax=tax,
         )
         if source != BC_TRANSFER:
-            receipt_for_deposit(adv, deposit)
+            receipt_for_deposit(adv, deposit, treatment)
         if acc[Purpose.ARREARS].balance == 0:
             campaigns_resume(advertiser=adv)
     return deposit

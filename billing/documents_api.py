@@ -5,7 +5,7 @@ from typing import Any
 from ninja import Router, Schema
 
 from billing.disputes import dispute_open
-from billing.documents import amount_due, credited, document_status, paid_amount
+from billing.documents import amount_due, credited, document_status, paid_amount, with_state
 from billing.invoice_payments import invoice_transfer_record
 from billing.models import Document, DocumentKind
 from billing.money import fmt
@@ -130,7 +130,7 @@ def document_for(user, document_id, *, need: str = "payments_read") -> Document:
             summary="Billing documents, newest first; kind: invoice, receipt, statement or credit_note")
 def document_list(request, id: str, kind: str | None = None):
     adv, _ = advertiser_for(request.auth, id, need="payments_read")
-    docs = Document.objects.filter(advertiser=adv).select_related("bill").order_by("-issued_at", "-pk")
+    docs = with_state(Document.objects.filter(advertiser=adv)).order_by("-issued_at", "-pk")
     if kind is not None:
         if kind not in DocumentKind.values:
             raise BadInput("invalid_kind", f"kind must be one of {', '.join(DocumentKind.values)}.")

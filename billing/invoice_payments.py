@@ -9,10 +9,7 @@ paid and campaigns paused for it resume. An invoice part-paid by transfer is not
 card ("Pay now" refuses it), so nobody pays twice.
 """
 
-from decimal import Decimal
-
 from django.db import transaction
-from django.db.models import Sum
 from django.utils import timezone
 
 from billing.autopay import account_paid_up
@@ -81,6 +78,3 @@ def invoice_transfer_record(*, actor, document: Document, amount, reference, pai
                                                                  "paid_at": paid_at.isoformat()})
     return payment
 
-
-def transfers_on_bill(bill) -> Decimal:
-    return InvoicePayment.objects.filter(document__bill=bill).aggregate(s=Sum("amount"))["s"] or ZERO

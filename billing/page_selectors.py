@@ -12,8 +12,8 @@ from django.conf import settings
 from django.db.models import Count, Q, QuerySet, Sum
 from django.utils import timezone
 
-from billing.documents import amount_due, document_status
-from billing.models import Bill, BillKind, BillStatus, Document, DocumentKind, PaymentMethod
+from billing.documents import amount_due, credited, document_status, paid_amount, with_state
+from billing.models import Bill, BillKind, BillStatus, Document, PaymentMethod
 from billing.money import ZERO, format_money
 from billing.switching import ALLOWED
 from portal.models import BillingMethod
@@ -303,8 +303,7 @@ DOCUMENT_STATUS_BADGES = {
 def documents_query(*, advertiser, kind: str | None = None, month: tuple[int, int] | None = None) -> QuerySet:
     """The advertiser's documents, newest first; `month` is (year, month) in the account time zone.
     Prefetches what `document_rows` needs so a page costs the same queries however long it is."""
-    qs = (Document.objects.filter(advertiser=advertiser).select_related("bill")
-          .prefetch_related("corrections", "payments").order_by("-issued_at", "-pk"))
+    qs = with_state(Document.objects.filter(advertiser=advertiser)).order_by("-issued_at", "-pk")
     if kind:
         qs = qs.filter(kind=kind)
     if month:
@@ -314,20 +313,6 @@ def documents_query(*, advertiser, kind: str | None = None, month: tuple[int, in
         end = datetime(year + (mon == 12), mon % 12 + 1, 1, tzinfo=tz)
         qs = qs.filter(issued_at__gte=start, issued_at__lt=end)
     return qs
-
-
-def document_paid_and_credit(doc: Document) -> tuple[Decimal, Decimal]:
-    """`documents.paid_amount` and `documents.credited` from the prefetched rows (no query)."""
-    credit = sum((c.total for c in doc.corrections.all() if c.kind == DocumentKind.CREDIT_NOTE), ZERO)
-    if doc.kind == DocumentKind.RECEIPT:
-        paid = doc.total
-    elif doc.kind != DocumentKind.INVOICE:
-        paid = ZERO
-    elif doc.bill_id and doc.bill.status == BillStatus.PAID:
-        paid = doc.total
-    else:
-        paid = sum((p.amount for p in doc.payments.all()), ZERO)
-    return paid, credit
 
 
 @dataclass
@@ -347,7 +332,7 @@ class DocumentRow:
 
 
 def document_row(doc: Document, *, tz, at: datetime | None = None) -> DocumentRow:
-    paid, credit = document_paid_and_credit(doc)
+    paid, credit = paid_amount(doc), credited(doc)
     at = at or timezone.now()
     return DocumentRow(
         doc=doc,
