@@ -20,7 +20,7 @@ export BIND
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/portal
 TEST_CACHE_URL ?= redis://127.0.0.1:6379/1
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/2
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= -n 2
 TEST_ENV = DATABASE_URL=$(TEST_DATABASE_URL) CACHE_URL=$(TEST_CACHE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL)
 
 .PHONY: help install install-test dirs run test services chromium bench lint lock clean

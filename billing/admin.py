@@ -14,6 +14,9 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html, format_html_join
 
 from billing.chargebacks import chargeback_record
+from billing.credit_notes import credit_note_issue, refund_mark_sent
+from billing.disputes import dispute_reject
+from billing.documents import amount_due, document_status, settlement_of, with_state
 from billing.profile import FIELDS as PROFILE_FIELDS
 from billing.profile import countries, profile_clean, profile_set
 
@@ -22,12 +25,16 @@ from billing.models import (
     BillingProfile,
     Chargeback,
     Deposit,
+    Dispute,
+    DisputeStatus,
     Document,
     LedgerAccount,
     LedgerEntry,
     LedgerTransaction,
     PaymentMethod,
     ReconciliationRun,
+    Refund,
+    RefundStatus,
     SpendEvent,
     TaxRate,
     ThresholdChange,
@@ -391,9 +398,157 @@ class DocumentAdmin(ReadOnlyAdmin):
     """Issued documents (R39): immutable, nobody adds, changes or deletes them here (the database
     refuses UPDATE and DELETE too); a correction is a credit note issued by the services."""
 
-    list_display = ["number", "kind", "advertiser", "issued_at", "total", "currency"]
     list_filter = ["kind", "currency"]
     search_fields = ["=number", "advertiser__name", "advertiser__id__exact"]
     list_select_related = ["advertiser"]
     ordering = ["-issued_at", "-id"]
     raw_id_fields = ["advertiser", "business_center", "bill", "deposit", "refers_to", "created_by"]
+
+    def get_queryset(self, request):
+        return with_state(super().get_queryset(request))
+
+    list_display = ["number", "kind", "advertiser", "issued_at", "money", "state", "due"]
+
+    @admin.display(description="Total", ordering="total")
+    def money(self, doc):
+        return f"{fmt(doc.total, doc.currency)} {doc.currency}"
+
+    @admin.display(description="Status")
+    def state(self, doc):
+        return document_status(doc).replace("_", " ").capitalize()
+
+    @admin.display(description="Amount due")
+    def due(self, doc):
+        return f"{fmt(amount_due(doc), doc.currency)} {doc.currency}" if doc.kind == "invoice" else "—"
+
+    actions = ["issue_credit_note"]
+
+    def has_credit_note_permission(self, request):
+        return staff_can(request.user, "withdraw_credit")  # money given back: a Billing manager (decision 0024)
+
+    @admin.action(description="Issue a credit note", permissions=["credit_note"],
+                  location=[ActionLocation.CHANGE_LIST, ActionLocation.CHANGE_FORM])
+    def issue_credit_note(self, request, queryset):
+        one = queryset.count() == 1
+
+        def perform(doc, data):
+            if not one:  # an amount is of one document
+                raise BusinessError("one_document_at_a_time", "Issue a credit note for one document at a time.")
+            note, _ = credit_note_issue(actor=request.user, document=doc, amount=data["amount"], reason=data["reason"],
+                                        idempotency_key=data["idempotency_key"])
+            self.message_user(request, f"Credit note {note.number} issued for {doc.number}.")
+
+        return action_with_reason(
+            self, request, queryset, action="issue_credit_note", title="Issue a credit note",
+            intro="A credit note takes the amount off what is still owed on an invoice, then gives back what was "
+                  "paid: to the card that paid, through the gateway, or by bank transfer — never as ad credit. Its tax "
+                  "is the document's, in proportion. It cannot exceed what the document still counts (R40).",
+            headers=["Document", "Advertiser", "Total", "Still counts", "Status"],
+            row=lambda d: [d.number, d.advertiser, self.money(d),
+                           f"{fmt(settlement_of(d).creditable, d.currency)} {d.currency}", self.state(d)],
+            submit_label="Issue credit note", perform=perform, form_class=CreditNoteForm,
+        )
+
+
+def _new_key() -> str:
+    import secrets
+
+    return "admin-" + secrets.token_hex(12)
+
+
+class CreditNoteForm(ReasonForm):
+    amount = forms.CharField(label="Amount (tax included)", max_length=40,
+                             help_text="Up to what the document still counts; its tax is reversed in proportion.")
+    # made when the page is shown, so a double submit issues one credit note
+    idempotency_key = forms.CharField(widget=forms.HiddenInput, initial=_new_key, max_length=100)
+    field_order = ["amount", "reason"]
+
+    def clean_amount(self):
+        return self.cleaned_data["amount"].strip()
+
+
+@admin.register(Dispute)
+class DisputeAdmin(ReadOnlyAdmin):
+    """Disputed invoices (R40): staff resolve each with a credit note or reject it with a note."""
+
+    list_display = ["document", "advertiser", "status", "reason", "created_at", "resolved_by", "resolved_at"]
+    list_filter = ["status"]
+    search_fields = ["document__number", "advertiser__name", "advertiser__id__exact"]
+    list_select_related = ["document", "advertiser", "resolved_by"]
+    ordering = ["status", "-created_at"]
+    raw_id_fields = ["document", "advertiser", "credit_note", "opened_by", "resolved_by"]
+    actions = ["resolve_with_credit_note", "reject"]
+
+    def has_resolve_permission(self, request):
+        return staff_can(request.user, "withdraw_credit")
+
+    @admin.action(description="Resolve with a credit note", permissions=["resolve"],
+                  location=[ActionLocation.CHANGE_LIST, ActionLocation.CHANGE_FORM])
+    def resolve_with_credit_note(self, request, queryset):
+        one = queryset.count() == 1
+
+        def perform(dispute, data):
+            if not one:
+                raise BusinessError("one_dispute_at_a_time", "Resolve one dispute at a time.")
+            if dispute.status != DisputeStatus.OPEN:
+                raise BusinessError("dispute_closed", "This dispute was already resolved.")
+            credit_note_issue(actor=request.user, document=dispute.document, amount=data["amount"],
+                              reason=data["reason"], idempotency_key=data["idempotency_key"], dispute=dispute)
+
+        return action_with_reason(
+            self, request, queryset, action="resolve_with_credit_note", title="Resolve with a credit note",
+            intro="Issues a credit note on the disputed invoice (R40) and closes the dispute; the advertiser is "
+                  "notified.",
+            headers=["Invoice", "Advertiser", "Dispute", "Opened"],
+            row=lambda d: [d.document.number, d.advertiser, d.reason, d.created_at.strftime("%Y-%m-%d %H:%M UTC")],
+            submit_label="Issue credit note", perform=perform, form_class=CreditNoteForm,
+        )
+
+    @admin.action(description="Reject with a note", permissions=["resolve"],
+                  location=[ActionLocation.CHANGE_LIST, ActionLocation.CHANGE_FORM])
+    def reject(self, request, queryset):
+        return action_with_reason(
+            self, request, queryset, action="reject", title="Reject the dispute",
+            intro="The invoice stands as issued; your note is sent to the advertiser and kept in the audit log.",
+            headers=["Invoice", "Advertiser", "Dispute", "Opened"],
+            row=lambda d: [d.document.number, d.advertiser, d.reason, d.created_at.strftime("%Y-%m-%d %H:%M UTC")],
+            submit_label="Reject", perform=lambda d, data: dispute_reject(actor=request.user, dispute=d,
+                                                                          note=data["reason"]),
+        )
+
+
+@admin.register(Refund)
+class RefundAdmin(ReadOnlyAdmin):
+    """Money credit notes give back (R40): card refunds the gateway sends, bank transfers staff send."""
+
+    list_display = ["credit_note", "advertiser", "method", "money", "status", "gateway_reference", "last_error",
+                    "created_at", "refunded_at"]
+    list_filter = ["status", "method"]
+    search_fields = ["credit_note__number", "advertiser__name", "advertiser__id__exact", "gateway_reference"]
+    list_select_related = ["credit_note", "advertiser"]
+    ordering = ["-created_at", "-id"]
+    raw_id_fields = ["credit_note", "advertiser"]
+    actions = ["mark_sent"]
+
+    @admin.display(description="Amount", ordering="amount")
+    def money(self, refund):
+        return f"{fmt(refund.amount, refund.currency)} {refund.currency}"
+
+    def has_mark_sent_permission(self, request):
+        return staff_can(request.user, "withdraw_credit")
+
+    @admin.action(description="Mark as paid back (bank transfer sent, or a failed card refund paid by hand)",
+                  permissions=["mark_sent"], location=[ActionLocation.CHANGE_LIST, ActionLocation.CHANGE_FORM])
+    def mark_sent(self, request, queryset):
+        return action_with_reason(
+            self, request, queryset.exclude(status=RefundStatus.REFUNDED), action="mark_sent",
+            title="Mark refunds as paid back",
+            intro="Record that the money went back outside the gateway; the reason (say, the bank reference) is "
+                  "kept in the audit log.",
+            headers=["Credit note", "Advertiser", "Amount", "Method", "Status"],
+            row=lambda r: [r.credit_note.number, r.advertiser, self.money(r), r.get_method_display(),
+                           r.get_status_display()],
+            submit_label="Mark paid back", perform=lambda r, data: refund_mark_sent(actor=request.user, refund=r,
+                                                                                    reference=data["reason"]),
+        )
+

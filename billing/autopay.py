@@ -42,6 +42,8 @@ from billing.models import (
     Bill,
     BillKind,
     BillStatus,
+    Document,
+    DocumentKind,
     InvoicePayment,
     LedgerAccount,
     PaymentMethod,
@@ -479,9 +481,12 @@ def bill_pay(*, bill: Bill, at: datetime | None = None) -> Bill:
     """"Pay now" (R26): charge a failed or open bill immediately."""
     if bill.status == BillStatus.PAID:
         raise BusinessError("bill_already_paid", "This bill is already paid.")
-    if InvoicePayment.objects.filter(document__bill=bill).exists():  # R41: never paid twice
-        raise BusinessError("invoice_partly_paid", "Part of this invoice was paid by bank transfer: pay the rest "
-                                                   "by bank transfer too.")
+    # R40, R41: never paid twice — a card payment is of the whole invoice, so once a transfer or a
+    # credit note settled part of it, the rest is paid by bank transfer
+    if (InvoicePayment.objects.filter(document__bill=bill).exists()
+            or Document.objects.filter(refers_to__bill=bill, kind=DocumentKind.CREDIT_NOTE).exists()):
+        raise BusinessError("invoice_partly_paid", "Part of this invoice was paid by bank transfer or credited: pay "
+                                                   "the rest by bank transfer.")
     if not hasattr(bill.advertiser, "payment_method"):
         raise BusinessError("payment_method_required", "Add a payment method before paying this bill.")
     return bill_collect(bill_id=bill.pk, at=at)

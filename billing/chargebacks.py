@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from billing.deposits import campaigns_pause
 from billing.ledger import Posting, advertiser_accounts, ledger_post, lock_advertisers, tax_account
-from billing.models import Bill, BillStatus, Chargeback, Deposit, Purpose, TxKind
+from billing.models import Bill, BillStatus, Chargeback, Deposit, Purpose, Refund, TxKind
 from billing.money import fmt
 from portal.audit import audit_record
 from portal.errors import BadInput, BusinessError, Conflict
@@ -89,6 +89,7 @@ def _bill_reversal(adv, acc, bill: Bill, reference: str, reason: str, at: dateti
     bill = Bill.objects.select_for_update().get(pk=bill.pk)
     if bill.status != BillStatus.PAID:
         raise BusinessError("bill_not_paid", f"Only a paid bill can be charged back; this one is {bill.status}.")
+    _refused_if_refunded(Refund.objects.filter(credit_note__refers_to__bill=bill))
     p = Posting(kind=TxKind.REFUND, currency=adv.currency, amount=bill.charge_amount, lines=[], advertiser_id=adv.pk,
                 occurred_at=at, memo=f"Chargeback {reference} of {bill.get_kind_display().lower()} #{bill.pk}: {reason}")
     if bill.tax:  # the tax booked with the payment goes back with it (R38)
@@ -113,11 +114,19 @@ def _bill_reversal(adv, acc, bill: Bill, reference: str, reason: str, at: dateti
     return chargeback, before, {"bill": bill.pk, "status": bill.status, "owed_again": str(bill.amount)}
 
 
+def _refused_if_refunded(refunds) -> None:
+    """A payment a credit note gave money back from is not reversed in full (decision 0024)."""
+    if refunds.exists():
+        raise BusinessError("payment_refunded", "A credit note already gave part of this payment back: record the "
+                                                "chargeback of the rest by hand with the billing team.")
+
+
 def _deposit_reversal(adv, acc, deposit: Deposit, reference: str, reason: str, at: datetime):
     if not deposit.card_last4:
         raise BusinessError("not_a_card_payment", "Only a deposit paid by card can be charged back.")
     if Chargeback.objects.filter(deposit=deposit).exists():
         raise BusinessError("already_charged_back", "This deposit was already charged back.")
+    _refused_if_refunded(Refund.objects.filter(credit_note__refers_to__deposit=deposit))
     from_cash = min(acc[Purpose.CASH].balance, deposit.amount)
     to_arrears = deposit.amount - from_cash
     p = Posting(kind=TxKind.REFUND, currency=adv.currency, amount=deposit.amount, lines=[], advertiser_id=adv.pk,

@@ -9,9 +9,11 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from billing.models import Dispute, DisputeStatus, Document, DocumentKind
+from billing.money import fmt
 from portal import inputs
 from portal.audit import audit_record
 from portal.errors import BusinessError, Conflict
+from portal.notifications import Draft, notify_many
 
 
 def dispute_open(*, actor, document: Document, reason, at=None) -> Dispute:
@@ -47,4 +49,17 @@ def dispute_reject(*, actor, dispute: Dispute, note) -> Dispute:
         audit_record(actor=actor, action="invoice_dispute_reject", advertiser=dispute.advertiser,
                      target=f"Invoice {dispute.document.number}", reason=note,
                      before={"status": DisputeStatus.OPEN}, after={"status": dispute.status})
+        dispute_notify(dispute)
     return dispute
+
+
+def dispute_notify(dispute: Dispute) -> None:
+    """Tell the advertiser how its dispute was decided (R40: notified)."""
+    note = dispute.credit_note
+    notify_many([Draft(dispute.advertiser, "dispute_decided", f"dispute_decided:{dispute.pk}", {
+        "document": dispute.document.number,
+        "decision": "resolved with a credit note" if note else "rejected",
+        "credit_note": note.number if note else "",
+        "amount": f"{note.currency} {fmt(note.total, note.currency)}" if note else "",
+        "note": dispute.resolution,
+    }, f"/a/{dispute.advertiser_id}/payments/documents/")])

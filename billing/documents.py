@@ -16,7 +16,7 @@ from django.db import connection
 from django.utils import timezone
 
 from billing.models import SERIES, BillStatus, Document, DocumentCounter, DocumentKind
-from billing.money import ZERO, fmt
+from billing.money import ZERO, fmt, round_down
 from billing.profile import profile_snapshot, profile_snapshots
 from billing.tax import Treatment
 
@@ -142,6 +142,14 @@ def transfers_received(doc: Document) -> Decimal:
     return sum((p.amount for p in doc.payments.all()), ZERO)
 
 
+def paid_by_card(doc: Document) -> bool:
+    """An invoice charged to the card in full ("Pay now"; refused once a transfer or a credit note
+    touched it, so a card payment is always of the whole total)."""
+    bill = doc.bill if doc.bill_id else None
+    return (doc.kind == DocumentKind.INVOICE and bill is not None and bill.status == BillStatus.PAID
+            and bool(bill.gateway_reference) and not doc.payments.all())
+
+
 def paid_amount(doc: Document) -> Decimal:
     """What was paid against the document: at once (a receipt), by card (its bill) or by bank
     transfer (an invoice)."""
@@ -149,9 +157,73 @@ def paid_amount(doc: Document) -> Decimal:
         return doc.total
     if doc.kind != DocumentKind.INVOICE:
         return ZERO
-    if doc.bill_id and doc.bill.status == BillStatus.PAID:
-        return doc.total  # charged to the card (a credit note then refunds it, R40)
+    if paid_by_card(doc):
+        return doc.total  # a credit note then refunds it to the card (R40)
     return transfers_received(doc)
+
+
+# ---- settling a document in steps: each payment and credit note carries its share of the tax ----
+
+def tax_share(settled: Decimal, *, tax: Decimal, whole: Decimal, currency: str) -> Decimal:
+    """The tax within the first `settled` of `whole` (R38, R40: in proportion, rounded down by the
+    money rule; all of it once the whole is settled), so the shares of successive steps — taken as
+    `tax_share(after) - tax_share(before)` — add up to the tax exactly."""
+    if whole <= 0 or settled >= whole:
+        return tax
+    return round_down(settled * tax / whole, currency)
+
+
+@dataclass
+class Settlement:
+    """Where a document stands: what was paid for it, and what its credit notes took off what
+    was owed (`reduced`) or gave back of what was paid (`refunded`), each with its tax."""
+
+    total: Decimal
+    tax: Decimal
+    paid: Decimal
+    reduced: Decimal = ZERO
+    reduced_tax: Decimal = ZERO
+    refunded: Decimal = ZERO
+    refunded_tax: Decimal = ZERO
+
+    @property
+    def settled(self) -> Decimal:
+        """Paid or taken off: the invoice's steps so far, in the order they came."""
+        return self.paid + self.reduced
+
+    @property
+    def owed(self) -> Decimal:
+        return self.total - self.settled
+
+    @property
+    def creditable(self) -> Decimal:
+        """What credit notes may still take: the document less what they took already (R40)."""
+        return self.total - self.reduced - self.refunded
+
+
+def settlement_of(doc: Document) -> Settlement:
+    s = Settlement(total=doc.total, tax=doc.tax, paid=paid_amount(doc))
+    for note in doc.corrections.all():
+        if note.kind == DocumentKind.CREDIT_NOTE:
+            for field in ("reduced", "reduced_tax", "refunded", "refunded_tax"):
+                setattr(s, field, getattr(s, field) + Decimal(note.data.get(field, "0")))
+    return s
+
+
+def step_tax(doc: Document, before: Decimal, amount: Decimal) -> Decimal:
+    """The tax in a step of `amount` that follows `before` of the document's total."""
+    def share(x):
+        return tax_share(x, tax=doc.tax, whole=doc.total, currency=doc.currency)
+    return share(before + amount) - share(before)
+
+
+def net_parts(doc: Document, before: Decimal, net: Decimal) -> tuple[Decimal, Decimal]:
+    """(credit line, arrears) of a step's net on an invoice: the credit-line part first, then the
+    arrears past it (R27), after the net of the `before` steps."""
+    done = before - tax_share(before, tax=doc.tax, whole=doc.total, currency=doc.currency)
+    limit = doc.bill.line_amount
+    line = max(min(done + net, limit) - min(done, limit), ZERO)
+    return line, net - line
 
 
 def amount_due(doc: Document, *, paid: Decimal | None = None, credit: Decimal | None = None) -> Decimal:

@@ -4,6 +4,7 @@ from typing import Any
 
 from ninja import Router, Schema
 
+from billing.credit_notes import credit_note_issue
 from billing.disputes import dispute_open
 from billing.documents import amount_due, credited, document_status, paid_amount, with_state
 from billing.invoice_payments import invoice_transfer_record
@@ -150,6 +151,12 @@ class TransferIn(Schema):
     paid_at: Any = None
 
 
+class CreditNoteIn(Schema):
+    amount: Any = None
+    reason: Any = None
+    idempotency_key: Any = None
+
+
 class DisputeIn(Schema):
     reason: Any = None
 
@@ -167,6 +174,16 @@ def document_payment(request, id: str, payload: TransferIn):
     invoice_transfer_record(actor=request.auth, document=doc, amount=payload.amount, reference=payload.reference,
                             paid_at=payload.paid_at)
     return document_json(Document.objects.select_related("bill").get(pk=doc.pk), detail=True)
+
+
+@router.post("/documents/{id}/credit-notes", response={201: DocumentDetailOut, **ERRORS},
+             summary="Issue a credit note against an invoice or receipt (staff); idempotent by key")
+def document_credit_note(request, id: str, payload: CreditNoteIn):
+    require_staff(request.auth)
+    doc = document_for(request.auth, id)
+    note, _ = credit_note_issue(actor=request.auth, document=doc, amount=payload.amount, reason=payload.reason,
+                                idempotency_key=payload.idempotency_key)
+    return 201, document_json(with_state(Document.objects.filter(pk=note.pk)).get(), detail=True)
 
 
 @router.post("/documents/{id}/disputes", response={201: DisputeOut, **ERRORS},

@@ -52,6 +52,10 @@ class PaymentGateway(Protocol):
     def tokenize(self, *, card_number: str) -> GatewayResult:
         """Keep a card on file: `reference` is a token ending with the card's last four digits."""
 
+    def refund(self, *, charge_key: str, amount: Decimal, currency: str, idempotency_key: str) -> GatewayResult:
+        """Give back part or all of the approved charge made under `charge_key`. Same key → the
+        first answer; never more than the charge took."""
+
 
 def card_digits(card_number: str) -> str:
     """The digits of a card number as typed ("4242 4242 …" → "4242…")."""
@@ -162,6 +166,36 @@ class SandboxGateway:
                                        bill=bill, deposit=deposit, charge_reference=charge.reference)
             GatewayCharge.objects.filter(pk=charge.pk).update(status=CHARGED_BACK)
         return result
+
+    def refund(self, *, charge_key: str, amount: Decimal, currency: str, idempotency_key: str) -> GatewayResult:
+        with self._books:
+            return self._refund(charge_key=charge_key, amount=Decimal(amount), currency=currency,
+                                idempotency_key=idempotency_key)
+
+    def _refund(self, *, charge_key: str, amount: Decimal, currency: str, idempotency_key: str) -> GatewayResult:
+        from billing.models import GatewayCharge, GatewayRefund
+
+        prior = GatewayRefund.objects.filter(idempotency_key=idempotency_key).first()
+        if prior is not None:
+            return self._replay(prior, amount, currency)
+        charge = GatewayCharge.objects.filter(idempotency_key=charge_key, status=APPROVED).first()
+        if charge is None or charge.currency != currency:
+            return GatewayResult(DECLINED, message="The gateway has no approved charge to refund.")
+        refunded = sum(GatewayRefund.objects.filter(charge_key=charge_key).values_list("amount", flat=True), Decimal(0))
+        if refunded + amount > charge.amount:
+            return GatewayResult(DECLINED, message="The refund is more than the charge has left.")
+        reference = "re_sbx_" + secrets.token_hex(10)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {connection.ops.quote_name(GatewayRefund._meta.db_table)}"
+                " (idempotency_key, charge_key, amount, currency, reference, created_at)"
+                " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (idempotency_key) DO NOTHING RETURNING reference",
+                [idempotency_key, charge_key, amount, currency, reference, timezone.now()],
+            )
+            inserted = cursor.fetchone()
+        if inserted is None:
+            return self._replay(GatewayRefund.objects.get(idempotency_key=idempotency_key), amount, currency)
+        return GatewayResult(APPROVED, reference=reference)
 
     @staticmethod
     def _replay(prior, amount: Decimal, currency: str) -> GatewayResult:

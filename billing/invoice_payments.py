@@ -2,11 +2,12 @@
 
 A transfer is idempotent by its bank `reference` (unique per advertiser): recording it again
 answers the first one; the same reference with another amount or invoice is a Conflict. Partial
-payments are allowed up to what the invoice still counts. The money pays the invoice's parts in
-order — the credit line, the arrears past it, then the tax (R38) — so the ledger's balances say
-what is still owed; a transfer gets a receipt (R39). Once the invoice is paid in full its bill is
-paid and campaigns paused for it resume. An invoice part-paid by transfer is not charged to the
-card ("Pay now" refuses it), so nobody pays twice.
+payments are allowed up to what the invoice still counts. Each transfer carries the invoice's tax
+in proportion (`billing.documents.step_tax`, the same rule as a credit note's), and its net pays
+the credit line, then the arrears past it, so the ledger's balances say what is still owed; a
+transfer gets a receipt with its net and tax (R39). Once the invoice is settled its bill is paid
+and campaigns paused for it resume. An invoice part-paid by transfer or credited is not charged to
+the card ("Pay now" refuses it), so nobody pays twice.
 """
 
 from django.db import transaction
@@ -14,10 +15,19 @@ from django.utils import timezone
 
 from billing.autopay import account_paid_up
 from billing.deposits import campaigns_resume
-from billing.documents import Line, amount_due, credited, document_build, document_issue, transfers_received
+from billing.documents import (
+    Line,
+    amount_due,
+    document_build,
+    document_issue,
+    net_parts,
+    settlement_of,
+    step_tax,
+    with_state,
+)
 from billing.ledger import Posting, advertiser_accounts, ledger_post, lock_advertisers, tax_account
 from billing.models import BillStatus, Document, DocumentKind, InvoicePayment, Purpose, TxKind
-from billing.money import ZERO, fmt, parse_amount
+from billing.money import fmt, parse_amount
 from billing.tax import Treatment
 from portal import inputs
 from portal.audit import audit_record
@@ -40,7 +50,8 @@ def invoice_transfer_record(*, actor, document: Document, amount, reference, pai
                 raise Conflict("reference_reused", f"Bank reference {reference!r} was already recorded: "
                                                    f"{fmt(prior.amount, adv.currency)} against another payment.")
             return prior
-        bill = document.bill
+        document = with_state(Document.objects.filter(pk=document.pk)).get()
+        bill, state = document.bill, settlement_of(document)
         due = amount_due(document)
         if bill is None or due <= 0 or bill.status == BillStatus.PAID:
             raise BusinessError("nothing_due", f"Invoice {document.number} has nothing left to pay.")
@@ -48,33 +59,37 @@ def invoice_transfer_record(*, actor, document: Document, amount, reference, pai
             raise BusinessError("payment_exceeds_amount_due",
                                 f"{fmt(amount, adv.currency)} is more than the {fmt(due, adv.currency)} still due on "
                                 f"{document.number}.")
+        # A transfer carries the invoice's tax in proportion (R38: tax is due on what is received),
+        # its net pays the credit line first, then the arrears past it.
+        tax = step_tax(document, state.settled, amount)
+        line, arrears = net_parts(document, state.settled, amount - tax)
         acc = advertiser_accounts([adv.pk])[adv.pk]
         p = Posting(kind=TxKind.PAYMENT, currency=adv.currency, amount=amount, lines=[], advertiser_id=adv.pk,
                     occurred_at=paid_at, memo=f"Bank transfer {reference} for invoice {document.number}")
-        before = transfers_received(document)
-        parts = [(acc[Purpose.CREDIT_LINE], bill.line_amount), (acc[Purpose.ARREARS], bill.amount - bill.line_amount),
-                 (None, bill.tax)]
-        left, skip = amount, before
-        for account, size in parts:
-            take = max(min(size - skip, left), ZERO)
-            skip = max(skip - size, ZERO)
-            if take > 0:
-                p.move(debit=acc[Purpose.SETTLEMENT], credit=account or tax_account(adv), amount=take)
-                left -= take
+        p.move(debit=acc[Purpose.SETTLEMENT], credit=acc[Purpose.CREDIT_LINE], amount=line)
+        p.move(debit=acc[Purpose.SETTLEMENT], credit=acc[Purpose.ARREARS], amount=arrears)
+        if tax:
+            p.move(debit=acc[Purpose.SETTLEMENT], credit=tax_account(adv), amount=tax)
         tx = ledger_post(p)
         payment = InvoicePayment.objects.create(document=document, advertiser=adv, reference=reference, amount=amount,
                                                 paid_at=paid_at, transaction=tx, created_by=actor)
         document_issue(document_build(
             advertiser=adv, kind=DocumentKind.RECEIPT, source_key=f"receipt:transfer:{payment.pk}", issued_at=paid_at,
-            lines=[Line(f"Bank transfer {reference} for invoice {document.number}", amount)],
-            treatment=Treatment(ZERO, ""), refers_to=document))
-        if before + amount + credited(document) >= document.total:
-            bill.status, bill.paid_at, bill.next_retry_at = BillStatus.PAID, paid_at, None
-            bill.save(update_fields=["status", "paid_at", "next_retry_at"])
-            if account_paid_up(adv):
-                campaigns_resume(advertiser=adv)
+            lines=[Line(f"Bank transfer {reference} for invoice {document.number}", amount - tax, tax)],
+            treatment=Treatment(document.tax_rate, document.tax_note), refers_to=document))
+        if state.settled + amount >= document.total:
+            invoice_settled(adv, bill, at=paid_at)
         audit_record(actor=actor, action="invoice_transfer_record", advertiser=adv, target=f"Invoice {document.number}",
                      reason=f"Bank transfer {reference}", after={"amount": fmt(amount, adv.currency),
                                                                  "paid_at": paid_at.isoformat()})
     return payment
+
+
+def invoice_settled(adv, bill, *, at) -> None:
+    """Paid in full (by transfers, credit notes or both): the bill is paid and campaigns paused
+    for it resume once the account owes nothing (R27)."""
+    bill.status, bill.paid_at, bill.next_retry_at = BillStatus.PAID, at, None
+    bill.save(update_fields=["status", "paid_at", "next_retry_at"])
+    if account_paid_up(adv):
+        campaigns_resume(advertiser=adv)
 

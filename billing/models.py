@@ -113,6 +113,7 @@ class TxKind(models.TextChoices):
     PAYMENT = "payment", "Payment"
     BC_DEPOSIT = "bc_deposit", "BC deposit"
     BC_TRANSFER = "bc_transfer", "BC transfer"
+    CREDIT_NOTE = "credit_note", "Credit note"
 
 
 class LedgerTransaction(models.Model):
@@ -347,6 +348,18 @@ class GatewayCharge(models.Model):
     currency = models.CharField(max_length=3)
     card = models.CharField(max_length=64)  # token or last 4, never a card number
     status = models.CharField(max_length=16)
+    reference = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+
+
+class GatewayRefund(models.Model):
+    """The sandbox gateway's record of what it refunded, by idempotency key: a retried refund gets
+    the first answer, and a charge is never refunded past what it took."""
+
+    idempotency_key = models.CharField(max_length=100, unique=True)
+    charge_key = models.CharField(max_length=100)  # the refunded charge's idempotency key
+    amount = models.DecimalField(max_digits=20, decimal_places=4)
+    currency = models.CharField(max_length=3)
     reference = models.CharField(max_length=64)
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -619,3 +632,47 @@ class Dispute(models.Model):
 
     def __str__(self) -> str:
         return f"Dispute of {self.document.number} ({self.get_status_display().lower()})"
+
+
+class RefundMethod(models.TextChoices):
+    CARD = "card", "Refund to the card"
+    BANK_TRANSFER = "bank_transfer", "Bank transfer to the advertiser"
+
+
+class RefundStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    REFUNDED = "refunded", "Refunded"
+    FAILED = "failed", "Failed"
+    TO_SEND = "to_send", "To send by bank transfer"
+
+
+class Refund(models.Model):
+    """Money a credit note gives back (R40): to the card that paid, through the gateway under the
+    key `refund-<credit note id>` (so a retry refunds once), or by bank transfer for what was paid
+    by bank transfer. Booked on the ledger with the credit note; this row tracks the payout."""
+
+    credit_note = models.OneToOneField(Document, on_delete=models.PROTECT, related_name="refund")
+    advertiser = models.ForeignKey("portal.Advertiser", on_delete=models.PROTECT, related_name="refunds")
+    method = models.CharField(max_length=16, choices=RefundMethod.choices)
+    amount = models.DecimalField(max_digits=20, decimal_places=4)
+    currency = models.CharField(max_length=3)
+    charge_key = models.CharField(max_length=100, blank=True, default="")  # the card charge refunded
+    card_last4 = models.CharField(max_length=4, blank=True, default="")
+    status = models.CharField(max_length=16, choices=RefundStatus.choices)
+    gateway_reference = models.CharField(max_length=64, blank=True, default="")
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.CharField(max_length=300, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+    refunded_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="refund_amount_gt_0")]
+        indexes = [models.Index(fields=["status", "created_at"], name="refund_status_created")]
+
+    @property
+    def gateway_key(self) -> str:
+        return f"refund-{self.credit_note_id}"
+
+    def __str__(self) -> str:
+        return f"Refund of {self.credit_note.number}"
+

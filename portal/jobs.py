@@ -8,6 +8,7 @@ JOBS: dict[str, str] = {
     "charge_thresholds": "billing.autopay.charge_thresholds",
     "charge_bill_dates": "billing.autopay.charge_bill_dates",
     "retry_payments": "billing.autopay.retry_payments",
+    "send_refunds": "billing.credit_notes.refunds_send",
     "issue_monthly_invoices": "billing.invoicing.issue_monthly_invoices",
     "reconcile_ledger": "billing.reconcile.reconcile_ledger",
     "close_ladder_windows": "promotions.programs.close_ladder_windows",

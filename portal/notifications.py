@@ -36,6 +36,8 @@ SUBJECTS = {
     "appeal_decided": "Your appeal #{appeal_id} was {decision}",
     "credit_withdrawn": "{amount} of ad credit was withdrawn",
     "chargeback": "A card payment of {amount} was charged back",
+    "credit_note_issued": "Credit note {number} for {document}: {amount}",
+    "dispute_decided": "Your dispute of invoice {document} was {decision}",
 }
 
 

@@ -235,6 +235,8 @@ CELERY_BEAT_SCHEDULE = {
                           "options": {"expires": 290}},
     "retry-payments": {"task": "portal.tasks.run_job", "schedule": 600.0, "args": ["retry_payments"],
                        "options": {"expires": 590}},
+    "send-refunds": {"task": "portal.tasks.run_job", "schedule": 300.0, "args": ["send_refunds"],
+                     "options": {"expires": 290}},
     "reconcile-ledger": {"task": "portal.tasks.run_job", "schedule": 3600.0, "args": ["reconcile_ledger"],
                          "options": {"expires": 3500}},
     "issue-monthly-invoices": {"task": "portal.tasks.run_job", "schedule": 900.0, "args": ["issue_monthly_invoices"],

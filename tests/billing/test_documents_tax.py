@@ -412,7 +412,8 @@ def test_api_bank_transfers_pay_an_invoice_in_parts_once_per_reference(api, staf
     too_much = api.post(path, {"amount": "23.01", "reference": "BANK-2"}, token=staff)
     assert too_much.status_code == 422 and error_of(too_much)["code"] == "payment_exceeds_amount_due"
     bal = _balances(adv)
-    assert (bal[Purpose.CREDIT_LINE], bal.get(Purpose.TAX_PAYABLE, 0)) == (0, 0)  # the line first, then the tax
+    # tax is due on what is received, in proportion (decision 0024): 100.00 of 123.00 carries 18.69
+    assert (bal[Purpose.CREDIT_LINE], bal[Purpose.TAX_PAYABLE]) == (D("18.69"), D("18.69"))
     # "Pay now" by card is refused once a transfer paid part of it: nobody pays twice
     from billing.autopay import bill_pay
     from portal.errors import BusinessError
@@ -425,6 +426,7 @@ def test_api_bank_transfers_pay_an_invoice_in_parts_once_per_reference(api, staf
     assert _balances(adv)[Purpose.TAX_PAYABLE] == D("23.00")
     receipts = Document.objects.filter(advertiser=adv, kind="receipt").order_by("pk")
     assert [r.total for r in receipts] == [D("100.00"), D("23.00")] and receipts[0].refers_to_id == doc.pk
+    assert [(r.net, r.tax) for r in receipts] == [(D("81.31"), D("18.69")), (D("18.69"), D("4.31"))]
     assert reconcile_ledger()["differences"] == 0
     # only staff record transfers; another advertiser's document is 404
     assert api.post(path, {"amount": "1.00", "reference": "X"}, token=role_token(adv, "admin")).status_code == 403

@@ -148,6 +148,7 @@ OPERATIONS = {
     ("get", "/advertisers/{id}/billing-profile", 200), ("put", "/advertisers/{id}/billing-profile", 200),
     ("get", "/advertisers/{id}/documents", 200), ("get", "/documents/{id}", 200),
     ("post", "/documents/{id}/payments", 200), ("post", "/documents/{id}/disputes", 201),
+    ("post", "/documents/{id}/credit-notes", 201),
 }
 
 
