@@ -4,6 +4,7 @@ lines, totals), in the style of `billing.invoice_pdf`. `invariant` output: the s
 gives the same bytes.
 """
 
+from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from io import BytesIO
 
@@ -32,6 +33,7 @@ from billing.models import Document, DocumentKind
 from billing.money import ZERO
 from billing.page_selectors import DocumentRow
 from billing.profile import country_name
+from billing.statements import ACTIVITY, BALANCES
 
 
 def _rate(rate) -> str:
@@ -102,6 +104,10 @@ def document_pdf(row: DocumentRow, *, advertiser) -> bytes:
     if doc.kind == DocumentKind.INVOICE and doc.due_at:
         facts_head.append(_p("Due", LABEL))
         facts_body.append(_p(_day(doc.due_at.astimezone(advertiser.tz).date())))
+    if doc.kind == DocumentKind.STATEMENT and doc.period_start and doc.period_end:
+        last = doc.period_end.astimezone(advertiser.tz).date() - timedelta(days=1)
+        facts_head.append(_p("Period", LABEL))
+        facts_body.append(_p(f"{_day(doc.period_start.astimezone(advertiser.tz).date())} – {_day(last)}"))
     if doc.refers_to_id and doc.refers_to:
         facts_head.append(_p("Corrects", LABEL))
         facts_body.append(_p(doc.refers_to.number))
@@ -113,6 +119,26 @@ def document_pdf(row: DocumentRow, *, advertiser) -> bytes:
     story += [facts, Spacer(1, 8 * mm)]
 
     rlabel = ParagraphStyle("rl", parent=LABEL, alignment=TA_RIGHT)
+    if doc.kind == DocumentKind.STATEMENT:
+        story += _statement(doc, width, rlabel)
+    else:
+        story += _lines(doc, row, width, rlabel)
+    if doc.tax_note:
+        story += [_p(doc.tax_note), Spacer(1, 4 * mm)]
+    if doc.kind == DocumentKind.INVOICE:
+        story += [_p(f"Status: {row.status_label}. Amount due: {pdf_money(row.amount_due or ZERO, cur)}."),
+                  Spacer(1, 4 * mm)]
+    if doc.reason:
+        story += [_p(f"Reason: {doc.reason}", SMALL), Spacer(1, 4 * mm)]
+    story.append(_p(f"Amounts are in {cur}. This document is issued once and never changed; corrections are made by "
+                    "credit note.", SMALL))
+    pdf.build(story)
+    return buf.getvalue()
+
+
+def _lines(doc, row, width, rlabel) -> list:
+    cur = doc.currency
+    story = []
     rows = [[_p("Description", LABEL), _p(f"Net ({cur})", rlabel), _p(f"Tax ({cur})", rlabel),
              _p(f"Total ({cur})", rlabel)]]
     for line in doc.lines or []:
@@ -137,14 +163,29 @@ def document_pdf(row: DocumentRow, *, advertiser) -> bytes:
         ("LEFTPADDING", (0, 0), (-1, -1), 0), ("RIGHTPADDING", (0, 0), (-1, -1), 0),
     ]))
     story += [table, Spacer(1, 8 * mm)]
-    if doc.tax_note:
-        story += [_p(doc.tax_note), Spacer(1, 4 * mm)]
-    if doc.kind == DocumentKind.INVOICE:
-        story += [_p(f"Status: {row.status_label}. Amount due: {pdf_money(row.amount_due or ZERO, cur)}."),
-                  Spacer(1, 4 * mm)]
-    if doc.reason:
-        story += [_p(f"Reason: {doc.reason}", SMALL), Spacer(1, 4 * mm)]
-    story.append(_p(f"Amounts are in {cur}. This document is issued once and never changed; corrections are made by "
-                    "credit note.", SMALL))
-    pdf.build(story)
-    return buf.getvalue()
+    return story
+
+
+def _statement(doc, width, rlabel) -> list:
+    """A statement's figures (R39): balances at the month's start and end, and what happened in it."""
+    cur, data = doc.currency, doc.data or {}
+    start, end = data.get("opening", {}), data.get("closing", {})
+    rows = [[_p("Balance", LABEL), _p(f"Opening ({cur})", rlabel), _p(f"Closing ({cur})", rlabel)]]
+    rows += [[_p(label), _p(_money(start.get(k, "0"), cur), RIGHT), _p(_money(end.get(k, "0"), cur), RIGHT)]
+             for k, label in BALANCES]
+    balances = Table(rows, colWidths=[width * 0.52, width * 0.24, width * 0.24], repeatRows=1)
+    activity = data.get("activity", {})
+    act_rows = [[_p(f"Activity in {data.get('month', '')}", LABEL), _p(f"Amount ({cur})", rlabel)]]
+    act_rows += [[_p(label), _p(_money(activity.get(k, "0"), cur), RIGHT)] for k, label in ACTIVITY]
+    moves = Table(act_rows, colWidths=[width * 0.76, width * 0.24], repeatRows=1)
+    style = TableStyle([
+        ("VALIGN", (0, 0), (-1, -1), "TOP"), ("LINEBELOW", (0, 0), (-1, 0), 0.75, RULE),
+        ("LINEBELOW", (0, 1), (-1, -1), 0.5, RULE),
+        ("TOPPADDING", (0, 0), (-1, -1), 4), ("BOTTOMPADDING", (0, 0), (-1, -1), 4),
+        ("LEFTPADDING", (0, 0), (-1, -1), 0), ("RIGHTPADDING", (0, 0), (-1, -1), 0),
+    ])
+    balances.setStyle(style)
+    moves.setStyle(style)
+    return [balances, Spacer(1, 6 * mm), moves, Spacer(1, 6 * mm),
+            _p("Closing balances are the ledger's at the end of the month; credit is never cash.", SMALL),
+            Spacer(1, 4 * mm)]

@@ -73,6 +73,7 @@ class DocumentDetailOut(DocumentOut):
     lines: list[DocumentLine]
     seller: dict
     billed_to: dict
+    statement: dict | None = None  # a statement's figures: {month, opening, activity, closing} (R39)
 
 
 def profile_json(advertiser) -> dict:
@@ -110,7 +111,8 @@ def document_json(doc: Document, *, detail: bool = False) -> dict:
     }
     if detail:
         out.update(lines=doc.lines, seller=doc.seller,
-                   billed_to={k: v for k, v in doc.billed_to.items() if k in FIELDS or k == "tax_id_valid"})
+                   billed_to={k: v for k, v in doc.billed_to.items() if k in FIELDS or k == "tax_id_valid"},
+                   statement=doc.data if doc.kind == DocumentKind.STATEMENT else None)
     return out
 
 
