@@ -11,6 +11,7 @@ JOBS: dict[str, str] = {
     "send_refunds": "billing.credit_notes.refunds_send",
     "issue_monthly_invoices": "billing.invoicing.issue_monthly_invoices",
     "issue_statements": "billing.statements.issue_statements",
+    "remind_invoices": "billing.reminders.remind_invoices",
     "reconcile_ledger": "billing.reconcile.reconcile_ledger",
     "close_ladder_windows": "promotions.programs.close_ladder_windows",
     "expire_credits": "promotions.expiry.expire_credits",

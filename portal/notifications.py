@@ -37,6 +37,7 @@ SUBJECTS = {
     "credit_withdrawn": "{amount} of ad credit was withdrawn",
     "chargeback": "A card payment of {amount} was charged back",
     "credit_note_issued": "Credit note {number} for {document}: {amount}",
+    "invoice_reminder": "Reminder: invoice {number}, {amount} {when}",
     "dispute_decided": "Your dispute of invoice {document} was {decision}",
 }
 

@@ -243,6 +243,8 @@ CELERY_BEAT_SCHEDULE = {
                                "options": {"expires": 890}},
     "issue-statements": {"task": "portal.tasks.run_job", "schedule": 3600.0, "args": ["issue_statements"],
                          "options": {"expires": 3500}},
+    "remind-invoices": {"task": "portal.tasks.run_job", "schedule": 3600.0, "args": ["remind_invoices"],
+                        "options": {"expires": 3500}},
     "close-ladder-windows": {"task": "portal.tasks.run_job", "schedule": 300.0, "args": ["close_ladder_windows"],
                              "options": {"expires": 290}},
     "expire-credits": {"task": "portal.tasks.run_job", "schedule": 300.0, "args": ["expire_credits"],
