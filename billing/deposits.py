@@ -127,6 +127,24 @@ def campaigns_resume(*, advertiser) -> int:
     return advertiser.campaigns.filter(status=CampaignStatus.PAUSED_FUNDS).update(status=CampaignStatus.ACTIVE)
 
 
+def cash_refund_refusal(advertiser, balances: dict) -> BusinessError | None:
+    """Why R23's refund is refused for an account with these balances (by purpose), or None: the
+    one definition `cash_refund` raises and the Refund & close page shows before anyone clicks."""
+    from portal.models import AdvertiserStatus
+
+    if advertiser.status != AdvertiserStatus.ACTIVE:
+        return BusinessError("not_in_good_standing", f"A refund needs an active account; this one is {advertiser.status}.")
+    if balances.get(Purpose.ARREARS, ZERO) > 0:
+        return BusinessError("not_in_good_standing", "The account has unpaid arrears.")
+    # Cash left from manual payment after a switch (decision 0006) is refundable too, once
+    # nothing is owed under the new method.
+    if sum(balances.get(p, ZERO) for p in (Purpose.ACCRUED, Purpose.BILLED, Purpose.CREDIT_LINE)) > 0:
+        return BusinessError("not_in_good_standing", "Settle the current bill or invoice before refunding the cash balance.")
+    if balances.get(Purpose.CASH, ZERO) <= 0:
+        return BusinessError("nothing_to_refund", "There is no unspent cash balance to refund.")
+    return None
+
+
 def cash_refund(*, advertiser) -> Decimal:
     """Refund the whole unspent cash balance (R23): only in good standing; closes the account
     and forfeits its credits (R8: credit itself is never refunded)."""
@@ -135,21 +153,11 @@ def cash_refund(*, advertiser) -> Decimal:
 
     with transaction.atomic():
         adv = lock_advertisers([advertiser.pk])[advertiser.pk]
-        if adv.status != AdvertiserStatus.ACTIVE:
-            raise BusinessError("not_in_good_standing", f"A refund needs an active account; this one is {adv.status}.")
         acc = advertiser_accounts([adv.pk])[adv.pk]
-        if acc[Purpose.ARREARS].balance > 0:
-            raise BusinessError("not_in_good_standing", "The account has unpaid arrears.")
-        # Cash left from manual payment after a switch (decision 0006) is refundable too, once
-        # nothing is owed under the new method.
-        owed = acc[Purpose.ACCRUED].balance + acc[Purpose.BILLED].balance + acc[Purpose.CREDIT_LINE].balance
-        if owed > 0:
-            raise BusinessError(
-                "not_in_good_standing", "Settle the current bill or invoice before refunding the cash balance."
-            )
+        refused = cash_refund_refusal(adv, {purpose: a.balance for purpose, a in acc.items()})
+        if refused is not None:
+            raise refused
         cash = acc[Purpose.CASH].balance
-        if cash <= 0:
-            raise BusinessError("nothing_to_refund", "There is no unspent cash balance to refund.")
         p = Posting(kind=TxKind.REFUND, currency=adv.currency, amount=cash, lines=[], advertiser_id=adv.pk,
                     memo="Refund of unspent cash; account closed")
         p.move(debit=acc[Purpose.CASH], credit=acc[Purpose.SETTLEMENT], amount=cash)

@@ -2,12 +2,14 @@
 invoice and PDF, Pay now), Payment method and Billing method (SPEC R1, R13, R14, R23–R29).
 
 Payments pages are for admin, finance and analyst; operators get 403 (R1). Add funds, Pay now
-and the card on file need admin or finance; switching billing method needs admin (as the API).
+and the card on file need admin or finance; switching billing method, and the refund of unspent
+cash that closes the account (R42), need admin (as the API).
 """
 
 import csv
 import uuid
 
+from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
@@ -22,6 +24,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from billing.autopay import bill_pay, payment_method_set
 from billing.charts import stacked_bars
+from billing.deposits import cash_refund, cash_refund_refusal
 from billing.forms import (
     AddFundsForm,
     BillingMethodSwitchForm,
@@ -34,7 +37,9 @@ from billing.gateway import SandboxGateway, get_gateway
 from billing.history import payments_overview, transaction_rows, transactions_csv_rows, transactions_query
 from billing.document_pdf import document_pdf
 from billing.invoice_pdf import invoice_pdf
-from billing.models import Bill, BillKind, BillStatus, Document, PaymentMethod
+from billing.ledger import advertiser_accounts
+from billing.models import Bill, BillKind, BillStatus, Document, PaymentMethod, Purpose
+from billing.money import ZERO
 from billing.profile import profile_fields, profile_of, profile_set
 from billing.page_selectors import (
     METHOD_DESCRIPTIONS,
@@ -52,9 +57,11 @@ from billing.switching import billing_method_switch
 from billing.templatetags.money import format_money
 from billing.topups import card_deposit_create
 from portal.errors import BusinessError
-from portal.models import BillingMethod
+from portal.models import AdvertiserStatus, BillingMethod, CampaignStatus
 from portal.permissions import can
 from portal.views import advertiser_for_request
+from promotions.credit_table import OPEN_STATUSES
+from promotions.selectors import credits_query
 
 PAGE_SIZE = 50
 
@@ -381,3 +388,60 @@ def billing_profile(request, advertiser_id):
         "can_edit": can_edit,
     }
     return render(request, "billing/billing_profile.html", context, status=422 if form.errors else 200)
+
+
+# --- refund and close (R23, R42) ----------------------------------------------------------------
+
+class RefundCloseForm(forms.Form):
+    """The admin's confirmation; the rules are `cash_refund`'s."""
+
+    confirm = forms.BooleanField(
+        label="I understand that the account will be closed, its campaigns stopped and its ad credit forfeited.",
+        error_messages={"required": "Tick the box to confirm the refund and the closing of the account."},
+    )
+
+    def mark_invalid(self) -> None:
+        """Point the box at its message, for screen readers (as the billing profile form does)."""
+        if "confirm" in self.errors:
+            self.fields["confirm"].widget.attrs.update({"aria-invalid": "true", "aria-describedby": "id_confirm_error"})
+
+
+def _refund_refusal(advertiser, balance: dict) -> BusinessError | None:
+    return cash_refund_refusal(advertiser, balance)
+
+
+@login_required
+def refund_close(request, advertiser_id):
+    """Refund the unspent cash and close the account (R23, R42): the account's admin only, after a
+    confirmation that lists the credit `cash_refund` forfeits (every credit still open, R8)."""
+    advertiser, role = advertiser_for_request(request, advertiser_id, need="admin")
+    form = RefundCloseForm(request.POST if request.method == "POST" else None)
+    refused = None
+    if form.is_valid():
+        try:
+            refunded = cash_refund(advertiser=advertiser)
+        except BusinessError as e:
+            refused = e
+        else:
+            messages.success(request, f"{format_money(refunded, advertiser.currency)} refunded. The account is "
+                                      "closed, its campaigns are stopped and its ad credit was forfeited.")
+            return redirect("payments_refund_close", advertiser_id=advertiser.pk)
+    form.mark_invalid()
+    balance = {purpose: acct.balance for purpose, acct in advertiser_accounts([advertiser.pk])[advertiser.pk].items()}
+    refusal = refused or _refund_refusal(advertiser, balance)
+    if refusal:
+        form.fields["confirm"].widget.attrs["disabled"] = True
+    credits = list(credits_query(advertiser=advertiser).filter(status__in=OPEN_STATUSES).select_related("ledger_account"))
+    context = {
+        "advertiser": advertiser,
+        "role": role,
+        "form": form,
+        "closed": advertiser.status == AdvertiserStatus.CLOSED,
+        "refusal": refusal,
+        "cash": balance.get(Purpose.CASH, ZERO),
+        "credits": credits,
+        "forfeited": sum((c.ledger_account.balance for c in credits), ZERO),
+        "campaigns_to_stop": advertiser.campaigns.exclude(status=CampaignStatus.PAUSED).count(),
+    }
+    status = 200 if request.method != "POST" else 409 if refused else 422
+    return render(request, "billing/refund_close.html", context, status=status)

@@ -278,7 +278,8 @@ def advertiser_info(request, user):
             raise no_access("Advertiser", adv_id) from None
         balance = None
         if can(role, "payments_read"):
-            balance = Money(reads.account_balance(advertiser=adv).valid_account_balance, adv.currency)
+            # tax is not a field of this answer: not read (tax=ZERO saves the query)
+            balance = Money(reads.account_balance(advertiser=adv, tax=ZERO).valid_account_balance, adv.currency)
         row = {
             "advertiser_id": str(adv.pk),
             "name": adv.name,
@@ -351,7 +352,8 @@ def advertiser_balance_get(request, user):
                 match |= Q(pk=int(keyword))
             advertisers = advertisers.filter(match)
     total = advertisers.count()
-    chosen = advertisers.order_by("pk")[(page - 1) * page_size: page * page_size]
+    chosen = list(advertisers.order_by("pk")[(page - 1) * page_size: page * page_size])
+    taxes = reads.tax_payable(adv.pk for adv in chosen)
     rows = []
     for adv in chosen:
         rows.append({
@@ -360,7 +362,7 @@ def advertiser_balance_get(request, user):
             "advertiser_status": reads.ADVERTISER_STATUS[adv.status],
             "currency": adv.currency,
             "timezone": adv.timezone,
-            **_balance_fields(reads.account_balance(advertiser=adv)),
+            **_balance_fields(reads.account_balance(advertiser=adv, tax=taxes.get(adv.pk, ZERO))),
         })
     return {"advertiser_account_list": rows, "page_info": _page_info(page, page_size, total)}
 
@@ -385,7 +387,11 @@ TRANSACTION_FILTERS = {"transaction_types", "account_ids", "account_name", "bill
 @endpoint("GET")
 def bc_account_transaction_get(request, user):
     """The ledger, one row per transaction, newest first: the BC's own cash (`transaction_level`
-    `BC`, the default) or its advertisers' accounts (`ADVERTISER`). BC admins and finance, staff."""
+    `BC`, the default) or its advertisers' accounts (`ADVERTISER`). BC admins and finance, staff.
+
+    `amount` is what was paid or given back, tax included (a deposit: the card charge, the amount
+    loaded + its tax); `tax_amount` the tax the transaction booked to tax payable; `subtotal` =
+    `amount` − `tax_amount` (decision 0023)."""
     bc_id = _required_id(request, "bc_id")
     level = request.GET.get("transaction_level") or reads.LEVEL_BC
     if level not in reads.LEVELS:
@@ -430,9 +436,9 @@ def bc_account_transaction_get(request, user):
             "account_id": str(adv.pk if adv else bc.pk),
             "account_name": adv.name if adv else bc.name,
             "bc_id": str(bc.pk),
-            "amount": Money(tx.amount, cur),
-            "subtotal": Money(tx.amount, cur),
-            "tax_amount": Money(ZERO, cur),
+            "amount": Money(row.amount, cur),
+            "subtotal": Money(row.subtotal, cur),
+            "tax_amount": Money(row.tax_amount, cur),
             "currency": cur,
             "amount_type": row.amount_type,
             "cash_amount": Money(row.cash_amount, cur),

@@ -13,7 +13,17 @@ from decimal import Decimal
 
 from django.db.models import Prefetch, Q, QuerySet
 
-from billing.models import DEBIT, Bill, BCTransferType, LedgerEntry, LedgerTransaction, Purpose, TxKind
+from billing.models import (
+    CREDIT,
+    DEBIT,
+    Bill,
+    BCTransferType,
+    LedgerAccount,
+    LedgerEntry,
+    LedgerTransaction,
+    Purpose,
+    TxKind,
+)
 from billing.money import ZERO
 from billing.selectors import advertiser_balances
 from portal.models import AdvertiserStatus, BillingMethod
@@ -42,7 +52,10 @@ class AccountBalance:
 
     grant = every free credit and coupon left (active or frozen); valid_* = usable now; frozen =
     frozen credit (R12, R30). A discount's cap is not a balance and is not counted (decision 0012).
-    Pending credits (R21) are not a balance until they become active. Tax is always 0."""
+    Pending credits (R21) are not a balance until they become active. tax = the advertiser's tax
+    payable (R38, decision 0023): the tax its payments carried, less the tax given back with
+    refunds and chargebacks; it is not part of any balance (a deposit loads its amount, tax
+    excluded). A Business Center's own cash carries no tax: 0."""
 
     currency: str
     cash_balance: Decimal
@@ -61,8 +74,21 @@ class AccountBalance:
         return self.valid_cash_balance + self.valid_grant_balance
 
 
-def account_balance(*, advertiser) -> AccountBalance:
+def tax_payable(advertiser_ids) -> dict[int, Decimal]:
+    """Each advertiser's tax-payable balance, by id (one query); an account that never paid tax
+    has no such ledger account (it is opened on first use) and is not in the answer."""
+    return dict(
+        LedgerAccount.objects.filter(advertiser_id__in=list(advertiser_ids), purpose=Purpose.TAX_PAYABLE)
+        .values_list("advertiser_id", "balance")
+    )
+
+
+def account_balance(*, advertiser, tax: Decimal | None = None) -> AccountBalance:
+    """`tax`: the advertiser's tax payable when the caller read it for a whole page
+    (`tax_payable`); otherwise it is read here (one more query)."""
     b = advertiser_balances(advertiser=advertiser)
+    if tax is None:
+        tax = tax_payable([advertiser.pk]).get(advertiser.pk, ZERO)
     return AccountBalance(
         currency=b.currency,
         cash_balance=b.cash_balance,
@@ -70,6 +96,7 @@ def account_balance(*, advertiser) -> AccountBalance:
         grant_balance=b.credit_balance + b.frozen_credit_balance,
         valid_grant_balance=b.credit_balance,
         frozen_balance=b.frozen_credit_balance,
+        tax=tax,
     )
 
 
@@ -84,6 +111,7 @@ ADVERTISER_TYPES: dict[str, str] = {
     TxKind.DEPOSIT: "ADD_BALANCE",  # card and API deposits, and a BC's RECHARGE into the account
     TxKind.BC_TRANSFER: "ADD_BALANCE",
     TxKind.REFUND: "REFUND",  # cash refunded to the card, or returned to the BC (REFUND transfer)
+    TxKind.CREDIT_NOTE: "REFUND",  # a credit note (R40): what was owed reduced, what was paid given back
     TxKind.CHARGE: "AD_SPEND",
     TxKind.FEE: "FEE",
     TxKind.BILL: "BILL_ISSUED",
@@ -102,6 +130,10 @@ TRANSACTION_TYPES = {
 }
 GRANT_KINDS = {TxKind.CREDIT_ISSUE, TxKind.CREDIT_EXPIRE, TxKind.CREDIT_FORFEIT, TxKind.CREDIT_WITHDRAW}
 SPEND_KINDS = {TxKind.CHARGE, TxKind.FEE}
+# Kinds whose ledger headline amount leaves their tax out: a deposit's is the cash it loaded, while
+# the card paid that and its tax (R38). Every other taxed kind (a card or bank payment, a
+# chargeback, a credit note) already counts its tax in its headline amount.
+TAX_EXCLUDED_KINDS = {TxKind.DEPOSIT}
 BILL_IN_MEMO = re.compile(r"#(\d+)")
 
 
@@ -158,11 +190,21 @@ def transactions_query(
 
 @dataclass
 class TransactionRow:
+    """`amount` is what was paid or given back, tax included; `subtotal` the same without the
+    tax; `tax_amount` the tax the transaction booked (≥ 0: the type says the direction);
+    `cash_amount` + `grant_amount` = `amount`."""
+
     tx: LedgerTransaction
     transaction_type: str
+    amount: Decimal
+    tax_amount: Decimal
     cash_amount: Decimal
     grant_amount: Decimal
     invoice_id: str | None
+
+    @property
+    def subtotal(self) -> Decimal:
+        return self.amount - self.tax_amount
 
     @property
     def amount_type(self) -> str:
@@ -171,9 +213,21 @@ class TransactionRow:
         return "GRANT" if self.grant_amount else "CASH"
 
 
+def tax_booked(tx: LedgerTransaction) -> Decimal:
+    """The tax in a transaction: its entries on its advertiser's tax-payable account, credits
+    (tax collected with a payment) less debits (tax given back by a refund or chargeback), as an
+    amount ≥ 0. Reads the prefetched entries: no query."""
+    net = ZERO
+    for e in tx.entries.all():
+        if e.account.purpose == Purpose.TAX_PAYABLE and e.account.advertiser_id == tx.advertiser_id:
+            net += e.amount if e.side == CREDIT else -e.amount
+    return abs(net)
+
+
 def transaction_rows(*, business_center, level: str, transactions) -> list[TransactionRow]:
     """Rows for one page of `transactions_query`: three queries whatever the page holds
-    (transactions with their advertiser and transfer, entries with their account, bills)."""
+    (transactions with their advertiser and transfer, entries with their account — which also
+    give each row its tax —, bills)."""
     txs = list(
         transactions.select_related("advertiser", "bc_transfer").prefetch_related(
             Prefetch("entries", queryset=LedgerEntry.objects.select_related("account"))
@@ -200,8 +254,10 @@ def transaction_rows(*, business_center, level: str, transactions) -> list[Trans
             bill = bills.get(int(m.group(1)))
             if bill is not None:
                 invoice_id = bill.number or str(bill.pk)
-        rows.append(TransactionRow(tx=tx, transaction_type=transaction_type(tx, level), cash_amount=tx.amount - grant,
-                                   grant_amount=grant, invoice_id=invoice_id))
+        tax = tax_booked(tx)
+        amount = tx.amount + tax if tx.kind in TAX_EXCLUDED_KINDS else tx.amount
+        rows.append(TransactionRow(tx=tx, transaction_type=transaction_type(tx, level), amount=amount, tax_amount=tax,
+                                   cash_amount=amount - grant, grant_amount=grant, invoice_id=invoice_id))
     return rows
 
 

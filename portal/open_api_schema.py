@@ -80,8 +80,20 @@ def _operation(method: str, operation_id: str, summary: str, data: dict, *, para
     return {method: operation}
 
 
+def _money(description: str) -> dict:
+    return {**MONEY, "description": f"{MONEY['description']}: {description}"}
+
+
+# What the tax fields mean (decision 0023).
+AMOUNT = _money("what was paid or given back, tax included (a deposit: the card charge, the amount loaded + tax)")
+SUBTOTAL = _money("amount less tax_amount")
+TAX_AMOUNT = _money("the tax this transaction booked, collected or given back; never negative")
+BALANCE_TAX = _money("tax payable: the tax the account's payments carried less the tax refunds and chargebacks "
+                     "gave back; part of no balance (0 for a Business Center's own cash)")
+
+
 def document() -> dict:
-    balances = {name: MONEY for name in BALANCE_FIELDS}
+    balances = {name: MONEY for name in BALANCE_FIELDS} | {"tax": BALANCE_TAX}
     info_row = _object({
         "advertiser_id": ID, "name": {"type": "string"}, "currency": {"type": "string"},
         "timezone": {"type": "string"}, "status": {"type": "string", "enum": sorted(reads.STATUS_FROM_TIKTOK)},
@@ -95,7 +107,7 @@ def document() -> dict:
     all_types = sorted({t for types in reads.TRANSACTION_TYPES.values() for t in types})
     transaction_row = _object({
         "transaction_id": ID, "account_id": ID, "account_name": {"type": "string"}, "bc_id": ID,
-        "amount": MONEY, "subtotal": MONEY, "tax_amount": MONEY, "currency": {"type": "string"},
+        "amount": AMOUNT, "subtotal": SUBTOTAL, "tax_amount": TAX_AMOUNT, "currency": {"type": "string"},
         "amount_type": {"type": "string"}, "cash_amount": MONEY, "grant_amount": MONEY,
         "transaction_type": {"type": "string", "enum": all_types},
         "billing_type": _nullable({"type": "string", "enum": sorted(reads.BILLING_FROM_TIKTOK)}),

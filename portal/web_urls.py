@@ -50,6 +50,7 @@ urlpatterns = [
         billing_views.billing_profile,
         name="payments_billing_profile",
     ),
+    path("a/<int:advertiser_id>/payments/refund/", billing_views.refund_close, name="payments_refund_close"),
     path("a/<int:advertiser_id>/payments/promotions/", promotions_views.promotions, name="payments_promotions"),
     path(
         "a/<int:advertiser_id>/payments/promotions/credits/<int:credit_id>/assign/",
