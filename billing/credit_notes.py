@@ -29,12 +29,13 @@ from billing.documents import (
     document_build,
     document_issue,
     net_parts,
+    paid_by_card,
     settlement_of,
     step_tax,
     tax_share,
     with_state,
 )
-from billing.disputes import dispute_notify
+from billing.disputes import dispute_close
 from billing.gateway import get_gateway
 from billing.invoice_payments import invoice_settled
 from billing.ledger import Posting, advertiser_accounts, ledger_post, lock_advertisers, tax_account
@@ -139,7 +140,8 @@ def credit_note_issue(*, actor, document: Document, amount, reason, idempotency_
                 and doc.bill.status != BillStatus.PAID:
             invoice_settled(adv, doc.bill, at=timezone.now())
         if dispute is not None:
-            _dispute_credited(actor, dispute, note)
+            dispute_close(actor=actor, dispute=dispute, status=DisputeStatus.CREDITED, resolution=reason,
+                          credit_note=note)
         audit_record(actor=actor, action="credit_note_issue", advertiser=adv, target=f"{doc}"[:200], reason=reason,
                      after={"credit_note": note.number, "amount": fmt(amount, cur), "off_amount_owed": fmt(reduced, cur),
                             "given_back": fmt(refunded, cur), "tax": fmt(reduced_tax + refunded_tax, cur),
@@ -158,9 +160,8 @@ def _paid_how(doc: Document) -> tuple[str, str, str]:
     """How the document was paid, for what a credit note gives back: (method, card charge key,
     card last 4). Refuses documents a credit note cannot correct."""
     if doc.kind == DocumentKind.INVOICE:
-        bill = doc.bill
-        if bill is not None and bill.status == BillStatus.PAID and bill.gateway_reference and not doc.payments.all():
-            return RefundMethod.CARD, bill.charge_key, bill.card_last4
+        if paid_by_card(doc):
+            return RefundMethod.CARD, doc.bill.charge_key, doc.bill.card_last4
         return RefundMethod.BANK_TRANSFER, "", ""
     if doc.kind != DocumentKind.RECEIPT:
         raise BusinessError("not_creditable", f"A {doc.get_kind_display().lower()} is not corrected by a credit note; "
@@ -182,20 +183,6 @@ def _paid_how(doc: Document) -> tuple[str, str, str]:
     if bill is None or bill.status != BillStatus.PAID or not doc.source_key.endswith(f":{bill.collection}"):
         raise BusinessError("payment_reversed", "This card payment was charged back: the card was refunded already.")
     return RefundMethod.CARD, bill.charge_key, bill.card_last4
-
-
-def _dispute_credited(actor, dispute: Dispute, note: Document) -> None:
-    dispute = Dispute.objects.select_for_update().get(pk=dispute.pk)
-    if dispute.status != DisputeStatus.OPEN or dispute.document_id != note.refers_to_id:
-        raise Conflict("dispute_closed", "This dispute was already resolved.")
-    dispute.status, dispute.credit_note, dispute.resolution = DisputeStatus.CREDITED, note, note.reason
-    dispute.resolved_by = actor if actor is not None and actor.is_authenticated else None
-    dispute.resolved_at = timezone.now()
-    dispute.save(update_fields=["status", "credit_note", "resolution", "resolved_by", "resolved_at"])
-    audit_record(actor=actor, action="invoice_dispute_credit", advertiser=dispute.advertiser,
-                 target=f"Invoice {dispute.document.number}", reason=note.reason,
-                 before={"status": DisputeStatus.OPEN}, after={"status": dispute.status, "credit_note": note.number})
-    dispute_notify(dispute)
 
 
 # ---- sending card refunds ----

@@ -40,16 +40,24 @@ def dispute_open(*, actor, document: Document, reason, at=None) -> Dispute:
 def dispute_reject(*, actor, dispute: Dispute, note) -> Dispute:
     note = inputs.text(note, field="note", max_length=1000)
     with transaction.atomic():
-        dispute = Dispute.objects.select_for_update().get(pk=dispute.pk)
-        if dispute.status != DisputeStatus.OPEN:
-            raise Conflict("dispute_closed", "This dispute was already resolved.")
-        dispute.status, dispute.resolution = DisputeStatus.REJECTED, note
-        dispute.resolved_by, dispute.resolved_at = actor, timezone.now()
-        dispute.save(update_fields=["status", "resolution", "resolved_by", "resolved_at"])
-        audit_record(actor=actor, action="invoice_dispute_reject", advertiser=dispute.advertiser,
-                     target=f"Invoice {dispute.document.number}", reason=note,
-                     before={"status": DisputeStatus.OPEN}, after={"status": dispute.status})
-        dispute_notify(dispute)
+        return dispute_close(actor=actor, dispute=dispute, status=DisputeStatus.REJECTED, resolution=note)
+
+
+def dispute_close(*, actor, dispute: Dispute, status: str, resolution: str, credit_note=None) -> Dispute:
+    """Resolve an open dispute — rejected, or credited by `credit_note` — audited and notified.
+    Call inside the transaction that made the credit note, if any."""
+    dispute = Dispute.objects.select_for_update().get(pk=dispute.pk)
+    if dispute.status != DisputeStatus.OPEN or (credit_note is not None and dispute.document_id != credit_note.refers_to_id):
+        raise Conflict("dispute_closed", "This dispute was already resolved.")
+    dispute.status, dispute.resolution, dispute.credit_note = status, resolution, credit_note
+    dispute.resolved_by = actor if actor is not None and actor.is_authenticated else None
+    dispute.resolved_at = timezone.now()
+    dispute.save(update_fields=["status", "resolution", "credit_note", "resolved_by", "resolved_at"])
+    action = "invoice_dispute_credit" if credit_note is not None else "invoice_dispute_reject"
+    after = {"status": status, **({"credit_note": credit_note.number} if credit_note is not None else {})}
+    audit_record(actor=actor, action=action, advertiser=dispute.advertiser, target=f"Invoice {dispute.document.number}",
+                 reason=resolution, before={"status": DisputeStatus.OPEN}, after=after)
+    dispute_notify(dispute)
     return dispute
 
 

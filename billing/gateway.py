@@ -130,15 +130,8 @@ class SandboxGateway:
             return GatewayResult(DECLINED, message=INVALID_MESSAGE)
         # One statement: record the approval unless the key was seen, in which case its first answer stands.
         reference = "ch_sbx_" + secrets.token_hex(10)
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"INSERT INTO {connection.ops.quote_name(GatewayCharge._meta.db_table)}"
-                " (idempotency_key, amount, currency, card, status, reference, created_at)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (idempotency_key) DO NOTHING RETURNING reference",
-                [idempotency_key, amount, currency, card, APPROVED, reference, timezone.now()],
-            )
-            inserted = cursor.fetchone()
-        if inserted is None:
+        if not _record_once(GatewayCharge, idempotency_key=idempotency_key, amount=amount, currency=currency,
+                            card=card, status=APPROVED, reference=reference):
             return self._replay(GatewayCharge.objects.get(idempotency_key=idempotency_key), amount, currency)
         return GatewayResult(APPROVED, reference=reference)
 
@@ -185,15 +178,8 @@ class SandboxGateway:
         if refunded + amount > charge.amount:
             return GatewayResult(DECLINED, message="The refund is more than the charge has left.")
         reference = "re_sbx_" + secrets.token_hex(10)
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"INSERT INTO {connection.ops.quote_name(GatewayRefund._meta.db_table)}"
-                " (idempotency_key, charge_key, amount, currency, reference, created_at)"
-                " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (idempotency_key) DO NOTHING RETURNING reference",
-                [idempotency_key, charge_key, amount, currency, reference, timezone.now()],
-            )
-            inserted = cursor.fetchone()
-        if inserted is None:
+        if not _record_once(GatewayRefund, idempotency_key=idempotency_key, charge_key=charge_key, amount=amount,
+                            currency=currency, reference=reference):
             return self._replay(GatewayRefund.objects.get(idempotency_key=idempotency_key), amount, currency)
         return GatewayResult(APPROVED, reference=reference)
 
@@ -202,6 +188,20 @@ class SandboxGateway:
         if prior.amount != amount or prior.currency != currency:
             return GatewayResult(DECLINED, message="This payment was already made with other details.")
         return GatewayResult(APPROVED, reference=prior.reference)
+
+
+def _record_once(model, **values) -> bool:
+    """Insert the sandbox's record of an answer unless its idempotency key was seen (one
+    statement, so concurrent callers agree); whether this call inserted it."""
+    values["created_at"] = timezone.now()
+    columns = ", ".join(values)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {connection.ops.quote_name(model._meta.db_table)} ({columns})"
+            f" VALUES ({', '.join(['%s'] * len(values))}) ON CONFLICT (idempotency_key) DO NOTHING RETURNING 1",
+            list(values.values()),
+        )
+        return cursor.fetchone() is not None
 
 
 def get_gateway() -> PaymentGateway:

@@ -43,7 +43,7 @@ def remind_invoices(*, at: datetime | None = None, chunk: int = 500) -> dict:
         if not docs:
             return {"reminders": sent}
         after = docs[-1].pk
-        drafts = [d for d in (_draft(doc, at) for doc in docs if amount_due(doc) > 0) if d is not None]
+        drafts = [d for d in (_draft(doc, at) for doc in docs) if d is not None]
         known = set(Notification.objects.filter(key__in=[d.key for d in drafts]).values_list("key", flat=True))
         fresh = [d for d in drafts if d.key not in known]
         with transaction.atomic():
@@ -52,14 +52,14 @@ def remind_invoices(*, at: datetime | None = None, chunk: int = 500) -> dict:
 
 
 def _draft(doc: Document, at: datetime) -> Draft | None:
-    step = reminder_step(doc.due_at, at)
-    if step is None:
+    step, owed = reminder_step(doc.due_at, at), amount_due(doc)
+    if step is None or owed <= 0:
         return None
     adv, cur = doc.advertiser, doc.currency
     due_on = doc.due_at.astimezone(adv.tz).date()
     when = (f"due on {due_on:%b} {due_on.day}" if step < 0 else "due today" if step == 0
             else f"overdue since {due_on:%b} {due_on.day}")
     return Draft(adv, "invoice_reminder", f"invoice_reminder:{doc.pk}:{step}", {
-        "number": doc.number, "amount": f"{cur} {fmt(amount_due(doc), cur)}", "when": when, "step": step,
+        "number": doc.number, "amount": f"{cur} {fmt(owed, cur)}", "when": when, "step": step,
         "due": f"{due_on:%b} {due_on.day}, {due_on.year}",
     }, f"/a/{adv.pk}/payments/documents/")

@@ -406,10 +406,6 @@ class RefundCloseForm(forms.Form):
             self.fields["confirm"].widget.attrs.update({"aria-invalid": "true", "aria-describedby": "id_confirm_error"})
 
 
-def _refund_refusal(advertiser, balance: dict) -> BusinessError | None:
-    return cash_refund_refusal(advertiser, balance)
-
-
 @login_required
 def refund_close(request, advertiser_id):
     """Refund the unspent cash and close the account (R23, R42): the account's admin only, after a
@@ -428,7 +424,7 @@ def refund_close(request, advertiser_id):
             return redirect("payments_refund_close", advertiser_id=advertiser.pk)
     form.mark_invalid()
     balance = {purpose: acct.balance for purpose, acct in advertiser_accounts([advertiser.pk])[advertiser.pk].items()}
-    refusal = refused or _refund_refusal(advertiser, balance)
+    refusal = refused or cash_refund_refusal(advertiser, balance)
     if refusal:
         form.fields["confirm"].widget.attrs["disabled"] = True
     credits = list(credits_query(advertiser=advertiser).filter(status__in=OPEN_STATUSES).select_related("ledger_account"))
