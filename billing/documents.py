@@ -7,6 +7,8 @@ database refuses UPDATE and DELETE on PostgreSQL); payments, credit notes and di
 of their own, and `document_status` computes a document's state from them.
 """
 
+import functools
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -19,6 +21,7 @@ from billing.models import SERIES, BillStatus, Document, DocumentCounter, Docume
 from billing.money import ZERO, fmt, round_down
 from billing.profile import profile_snapshot, profile_snapshots
 from billing.tax import Treatment
+from portal.dbtypes import prepared_cursor
 
 
 @dataclass
@@ -77,11 +80,16 @@ def document_build(*, advertiser, kind: str, source_key: str, lines: list[Line],
 def documents_issue(docs: list[Document]) -> list[Document]:
     """Number and insert documents, skipping any whose `source_key` was already issued (a retry
     or a concurrent issuer: the first one stands and is returned). Call inside the transaction
-    that made what they are of, holding the advertisers' locks."""
+    that made what they are of, holding the advertisers' locks: under them a concurrent issuer
+    has committed or not begun, so the check below sees its documents and takes no number twice.
+
+    The one writer of documents. On PostgreSQL the check and the INSERT are fixed statements
+    with array parameters (prepared, bound in binary: `%b`): a chunk of 2,000 monthly statements costs
+    what the rows cost to send, not the ORM's compiling and quoting of 50,000 parameters."""
     if not docs:
         return []
-    existing = {(d.advertiser_id, d.source_key): d for d in Document.objects.filter(
-        advertiser_id__in={d.advertiser_id for d in docs}, source_key__in=[d.source_key for d in docs])}
+    found = documents_issued([(d.advertiser_id, d.source_key) for d in docs])
+    existing = {(d.advertiser_id, d.source_key): d for d in Document.objects.filter(pk__in=found.values())} if found else {}
     new = [d for d in docs if (d.advertiser_id, d.source_key) not in existing]
     by_series: dict[tuple, list[Document]] = {}
     for d in new:
@@ -89,8 +97,79 @@ def documents_issue(docs: list[Document]) -> list[Document]:
     for (kind, year), group in sorted(by_series.items()):
         for d, number in zip(group, document_numbers_take(kind, year, len(group))):
             d.number = number
-    Document.objects.bulk_create(new)
+    if connection.vendor == "postgresql" and new:
+        _insert_postgresql(new)
+    else:
+        Document.objects.bulk_create(new)
     return [existing.get((d.advertiser_id, d.source_key), d) for d in docs]
+
+
+def documents_issued(keys: list[tuple[int, str]]) -> dict[tuple[int, str], int]:
+    """{(advertiser id, source key): document id} of those already issued, in one statement."""
+    if not keys:
+        return {}
+    if connection.vendor != "postgresql":
+        rows = Document.objects.filter(
+            advertiser_id__in={a for a, _ in keys}, source_key__in={k for _, k in keys},
+        ).values_list("advertiser_id", "source_key", "pk")
+        wanted = set(keys)
+        return {(a, k): pk for a, k, pk in rows if (a, k) in wanted}
+    with prepared_cursor() as cursor:
+        cursor.execute(_issued_sql(), [[a for a, _ in keys], [k for _, k in keys]])
+        return {(a, k): pk for a, k, pk in cursor.fetchall()}
+
+
+@functools.cache
+def _issued_sql() -> str:
+    qn = connection.ops.quote_name
+    return (f"SELECT d.advertiser_id, d.source_key, d.id FROM {qn(Document._meta.db_table)} d"
+            " JOIN unnest(%b::bigint[], %b::text[]) AS k(advertiser_id, source_key)"
+            " ON d.advertiser_id = k.advertiser_id AND d.source_key = k.source_key")
+
+
+def _insert_postgresql(docs: list[Document]) -> None:
+    fields = _insert_fields()
+    params = []
+    for f in fields:
+        values = [getattr(d, f.attname) for d in docs]
+        params.append(_json_texts(values) if f.get_internal_type() == "JSONField" else values)
+    with prepared_cursor() as cursor:
+        cursor.execute(_insert_sql(), params)
+        for d, (pk,) in zip(docs, cursor.fetchall()):
+            d.pk = pk
+            d._state.adding, d._state.db = False, connection.alias
+
+
+def _json_texts(values: list) -> list[str]:
+    """The JSON of each value; one equal to the one before it (the seller, a statement's empty
+    lines) is not encoded again."""
+    out, previous, text = [], object(), ""
+    for v in values:
+        if v != previous:
+            previous, text = v, json.dumps(v)
+        out.append(text)
+    return out
+
+
+@functools.cache
+def _insert_fields() -> list:
+    return [f for f in Document._meta.concrete_fields if not f.primary_key]
+
+
+@functools.cache
+def _insert_sql() -> str:
+    """INSERT … SELECT FROM unnest(one array per column) WITH ORDINALITY … RETURNING id, in order."""
+    qn = connection.ops.quote_name
+    fields = _insert_fields()
+    arrays = ", ".join(f"%b::{'text' if f.get_internal_type() == 'JSONField' else f.db_type(connection)}[]"
+                       for f in fields)
+    names = [f"c{i}" for i in range(len(fields))]
+    values = ", ".join(f"{n}::jsonb" if f.get_internal_type() == "JSONField" else n for n, f in zip(names, fields))
+    return (f"WITH rows AS (SELECT * FROM unnest({arrays}) WITH ORDINALITY AS r({', '.join(names)}, n)),"
+            f" ins AS (INSERT INTO {qn(Document._meta.db_table)} ({', '.join(qn(f.column) for f in fields)})"
+            f" SELECT {values} FROM rows ORDER BY n RETURNING id, number)"
+            " SELECT ins.id FROM ins JOIN rows ON rows.c{} = ins.number ORDER BY rows.n".format(
+                [f.attname for f in fields].index("number")))
 
 
 def document_issue(doc: Document) -> Document:

@@ -82,7 +82,8 @@ class Rider:
 
 def _checked(postings: list[Posting]) -> tuple[dict, dict]:
     """The balance move of every account the postings touch, after checking each posting
-    balances, every entry is positive and no balance goes below zero (LedgerError otherwise)."""
+    balances, every entry is positive, an advertiser's accounts move only in that advertiser's
+    transactions and no balance goes below zero (LedgerError otherwise)."""
     deltas: dict[int, Decimal] = defaultdict(Decimal)
     accounts: dict[int, object] = {}
     for posting in postings:
@@ -92,6 +93,11 @@ def _checked(postings: list[Posting]) -> tuple[dict, dict]:
                 raise LedgerError(f"entry amount must be positive, got {line.amount}")
             if line.side not in (DEBIT, CREDIT):
                 raise LedgerError(f"bad side {line.side!r}")
+            owner = line.account.advertiser_id
+            if owner is not None and owner != posting.advertiser_id:
+                # An advertiser's account moves only in that advertiser's transactions: what was
+                # booked on an account is read by (advertiser, created_at) (statements, R39).
+                raise LedgerError(f"{posting.kind} transaction of advertiser {posting.advertiser_id} moves {line.account}")
             per_currency[line.account.currency] += line.amount if line.side == DEBIT else -line.amount
             deltas[line.account.pk] += signed(line.account, line.side, line.amount)
             accounts[line.account.pk] = line.account

@@ -5,6 +5,7 @@ to the currency's minor unit; it is used for percentage discounts (R7), so a dis
 a fraction of a cent more than its percentage.
 """
 
+import functools
 import re
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
 
@@ -32,6 +33,7 @@ def check_currency(currency: str) -> str:
     return currency
 
 
+@functools.cache  # an unknown currency raises, and is not cached
 def quantum(currency: str) -> Decimal:
     return Decimal(1).scaleb(-MINOR_UNITS[check_currency(currency)])
 

@@ -17,20 +17,22 @@ after the month; opening = closing less what was booked in it. "Booked" is the l
 transaction's `created_at`, the moment the balance changed (decision 0025).
 """
 
+import functools
 from collections import defaultdict
 from datetime import datetime
 from decimal import Decimal
 
-from django.db import transaction
-from django.db.models import BooleanField, Case, Sum, Value, When
+from django.db import connection, transaction
 from django.utils import timezone
 
-from billing.documents import document_build, documents_issue
+from billing.documents import document_build, documents_issue, documents_issued
 from billing.invoicing import month_bounds
-from billing.models import NORMAL_SIDE, Document, DocumentKind, LedgerAccount, LedgerEntry, Purpose, TxKind
-from billing.money import ZERO, fmt
+from billing.ledger import lock_advertisers
+from billing.models import NORMAL_SIDE, DocumentKind, LedgerAccount, LedgerEntry, LedgerTransaction, Purpose, TxKind
+from billing.money import ZERO, quantum
 from billing.profile import profile_snapshots
 from portal.models import Advertiser
+from portal.dbtypes import prepared_cursor
 from promotions.models import Credit
 
 # What a statement shows, in order: (key, label). Balances are own money and credit by kind.
@@ -74,7 +76,8 @@ def issue_statements(*, at: datetime | None = None, chunk: int = 2000) -> dict:
     at = at or timezone.now()
     issued = after = 0
     while True:
-        advertisers = list(Advertiser.objects.filter(pk__gt=after, created_at__lt=at).order_by("pk")[:chunk])
+        advertisers = list(Advertiser.objects.filter(pk__gt=after, created_at__lt=at).order_by("pk")
+                           .only("pk", "timezone", "created_at")[:chunk])
         if not advertisers:
             return {"statements": issued}
         after = advertisers[-1].pk
@@ -83,30 +86,36 @@ def issue_statements(*, at: datetime | None = None, chunk: int = 2000) -> dict:
 
 def statements_issue(advertisers: list, *, at: datetime) -> int:
     """The statements of these accounts for the month before `at` (in each one's time zone), in
-    one transaction; accounts that have theirs already are skipped."""
+    one transaction; accounts that have theirs already are skipped. `advertisers` need only their
+    id, time zone and creation time: the statements are made from the rows locked here."""
     periods = {a.pk: month_bounds(a, at) for a in advertisers}
+    months = {period: f"{period[0]:%Y-%m}" for period in set(periods.values())}
+    keys = {period: statement_key(period[0]) for period in months}
     todo = [a for a in advertisers if a.created_at < periods[a.pk][1]]
     if not todo:
         return 0
+    issued = documents_issued([(a.pk, keys[periods[a.pk]]) for a in todo])
+    todo = [a for a in todo if (a.pk, keys[periods[a.pk]]) not in issued]  # unlocked: a rerun stops here
+    if not todo:
+        return 0
     with transaction.atomic():
-        done = set(Document.objects.filter(
-            advertiser_id__in=[a.pk for a in todo], kind=DocumentKind.STATEMENT,
-            source_key__in={statement_key(periods[a.pk][0]) for a in todo},
-        ).values_list("advertiser_id", "source_key"))
-        todo = [a for a in todo if (a.pk, statement_key(periods[a.pk][0])) not in done]
-        if not todo:
-            return 0
+        # The advertisers' locks (the first lock every money write takes): no booking commits
+        # between the balances and the entries read below, and a concurrent run waits here, then
+        # `documents_issue` finds its statements and issues none of them again.
+        locked = lock_advertisers([a.pk for a in todo])
+        todo = [locked[a.pk] for a in todo]
         figures = statement_figures(todo, periods)
         billed_to = profile_snapshots(todo)
         docs = []
         for adv in todo:
             start, end = periods[adv.pk]
-            data = figures[adv.pk]
+            q = quantum(adv.currency)  # the figures as the API writes them (`fmt`); most are zero
+            zero = str(ZERO.quantize(q))
             docs.append(document_build(
-                advertiser=adv, kind=DocumentKind.STATEMENT, source_key=statement_key(start), lines=[],
+                advertiser=adv, kind=DocumentKind.STATEMENT, source_key=keys[start, end], lines=[],
                 issued_at=at, billed_to=billed_to[adv.pk], period_start=start, period_end=end,
-                data={"month": f"{start:%Y-%m}", **{k: {n: fmt(v, adv.currency) for n, v in part.items()}
-                                                    for k, part in data.items()}},
+                data={"month": months[start, end], **{k: {n: str(v.quantize(q)) if v else zero for n, v in part.items()}
+                                                    for k, part in figures[adv.pk].items()}},
             ))
         issued = documents_issue(docs)
         return sum(1 for d, i in zip(docs, issued) if d is i)
@@ -115,32 +124,76 @@ def statements_issue(advertisers: list, *, at: datetime) -> int:
 def statement_figures(advertisers: list, periods: dict) -> dict[int, dict[str, dict[str, Decimal]]]:
     """{advertiser id: {"opening": {...}, "activity": {...}, "closing": {...}}} from the ledger."""
     ids = [a.pk for a in advertisers]
-    kinds = dict(Credit.objects.filter(advertiser_id__in=ids).values_list("ledger_account_id", "kind"))
     closing = {pk: defaultdict(Decimal) for pk in ids}
-    for adv_id, purpose, account_id, balance in LedgerAccount.objects.filter(advertiser_id__in=ids).values_list(
-            "advertiser_id", "purpose", "pk", "balance"):
-        key = _balance_key(purpose, kinds.get(account_id))
-        if key:
-            closing[adv_id][key] += balance
-    opening = {pk: defaultdict(Decimal, closing[pk]) for pk in ids}
+    opening = {pk: defaultdict(Decimal) for pk in ids}
     activity = {pk: defaultdict(Decimal) for pk in ids}
-    for adv_id, purpose, account_id, kind, side, booked_after, amount in _movements(ids, periods):
-        key = _balance_key(purpose, kinds.get(account_id))
-        signed = amount if side == NORMAL_SIDE[purpose] else -amount
-        if key:
-            if booked_after:
-                closing[adv_id][key] -= signed
-            opening[adv_id][key] -= signed
-        if not booked_after:
-            _count(activity[adv_id], purpose, kinds.get(account_id), kind, side, amount)
-    out = {}
-    for pk in ids:
-        out[pk] = {
-            "opening": {k: opening[pk][k] for k, _ in BALANCES},
-            "activity": {k: activity[pk][k] for k, _ in ACTIVITY},
-            "closing": {k: closing[pk][k] for k, _ in BALANCES},
-        }
-    return out
+    with _cursor() as cursor:
+        cursor.execute(_balances_sql(len(ids)), ids)
+        for adv_id, purpose, credit_kind, balance in cursor.fetchall():
+            key = _balance_key(purpose, credit_kind)
+            if key:
+                closing[adv_id][key] += _decimal(balance)
+                opening[adv_id][key] += _decimal(balance)
+        by_period = defaultdict(list)
+        for pk in ids:
+            by_period[periods[pk]].append(pk)
+        for (start, end), group in sorted(by_period.items()):
+            adapt = connection.ops.adapt_datetimefield_value
+            cursor.execute(_movements_sql(len(group)), [adapt(end), *group, adapt(start)])
+            for adv_id, purpose, credit_kind, kind, side, booked_after, amount in cursor.fetchall():
+                key = _balance_key(purpose, credit_kind)
+                amount = _decimal(amount)
+                signed = amount if side == NORMAL_SIDE[purpose] else -amount
+                if key:
+                    if booked_after:
+                        closing[adv_id][key] -= signed
+                    opening[adv_id][key] -= signed
+                if not booked_after:
+                    _count(activity[adv_id], purpose, credit_kind, kind, side, amount)
+    return {pk: {"opening": {k: opening[pk][k] for k, _ in BALANCES},
+                 "activity": {k: activity[pk][k] for k, _ in ACTIVITY},
+                 "closing": {k: closing[pk][k] for k, _ in BALANCES}} for pk in ids}
+
+
+def _decimal(value) -> Decimal:
+    """PostgreSQL returns numerics as Decimal; SQLite keeps them as binary floats (4 places)."""
+    return value if isinstance(value, Decimal) else Decimal(str(value)).quantize(Decimal("0.0001"))
+
+
+def _cursor():
+    """Fixed statements: prepared on PostgreSQL, plain elsewhere (the embedded SQLite)."""
+    return prepared_cursor() if connection.vendor == "postgresql" else connection.cursor()
+
+
+def _tables() -> dict[str, str]:
+    qn = connection.ops.quote_name
+    return {"account": qn(LedgerAccount._meta.db_table), "credit": qn(Credit._meta.db_table),
+            "tx": qn(LedgerTransaction._meta.db_table), "entry": qn(LedgerEntry._meta.db_table)}
+
+
+@functools.cache
+def _balances_sql(n: int) -> str:
+    """The accounts' stored balances that are not zero, with each credit account's kind."""
+    return """SELECT a.advertiser_id, a.purpose, c.kind, a.balance
+                FROM {account} a LEFT JOIN {credit} c ON c.ledger_account_id = a.id
+               WHERE a.advertiser_id IN ({ids}) AND a.balance <> 0""".format(ids=", ".join(["%s"] * n), **_tables())
+
+
+@functools.cache
+def _movements_sql(n: int) -> str:
+    """What was booked on the accounts since their month began, summed by account, transaction
+    kind, side and whether it was booked after the month (params: end, the ids, start). Read
+    from the advertisers' transactions by (advertiser, created_at), so its cost is the month's
+    bookings, not the accounts' whole history: a booking on an advertiser's account is always a
+    transaction of that advertiser (the ledger writer refuses any other: `billing.ledger._checked`)."""
+    return """SELECT a.advertiser_id, a.purpose, c.kind, t.kind, e.side, t.created_at >= %s, SUM(e.amount)
+                FROM {tx} t
+                JOIN {entry} e ON e.transaction_id = t.id
+                JOIN {account} a ON a.id = e.account_id AND a.advertiser_id = t.advertiser_id
+                LEFT JOIN {credit} c ON c.ledger_account_id = a.id
+               WHERE t.advertiser_id IN ({ids}) AND t.created_at >= %s
+               GROUP BY a.advertiser_id, a.purpose, c.kind, t.kind, e.side, 6""".format(
+        ids=", ".join(["%s"] * n), **_tables())
 
 
 def _balance_key(purpose: str, credit_kind: str | None) -> str | None:
@@ -168,22 +221,3 @@ def _count(activity: dict, purpose: str, credit_kind: str | None, kind: str, sid
         activity["deposits"] += amount
     elif purpose == Purpose.SETTLEMENT:
         activity["payments" if debit else "refunds"] += amount
-
-
-def _movements(ids: list[int], periods: dict):
-    """The entries of these accounts booked since their month began, summed by account,
-    transaction kind, side and whether they were booked after the month: one aggregate per
-    distinct month (accounts in time zones on the same side of midnight share one)."""
-    by_period = defaultdict(list)
-    for pk in ids:
-        by_period[periods[pk]].append(pk)
-    for (start, end), group in sorted(by_period.items()):
-        yield from LedgerEntry.objects.filter(
-            account__advertiser_id__in=group, transaction__created_at__gte=start,
-        ).annotate(
-            after=Case(When(transaction__created_at__gte=end, then=Value(True)), default=Value(False),
-                       output_field=BooleanField()),
-        ).values("account__advertiser_id", "account__purpose", "account_id", "transaction__kind", "side", "after").annotate(
-            total=Sum("amount"),
-        ).order_by().values_list("account__advertiser_id", "account__purpose", "account_id", "transaction__kind",
-                                 "side", "after", "total")

@@ -116,6 +116,25 @@ def test_r14_the_application_refuses_an_unbalanced_posting_before_the_database_s
     assert LedgerTransaction.objects.count() == 0
 
 
+@pytest.mark.django_db
+@pytest.mark.parametrize("owner", ["other", "none"])
+def test_r39_an_advertisers_account_moves_only_in_that_advertisers_transactions(owner):
+    """Statements read what was booked on an account by its advertiser's transactions
+    (decision 0025): the writer refuses a posting of another advertiser, or of none, that moves it."""
+    adv, other = AdvertiserFactory(), AdvertiserFactory()
+    acc = accounts(adv)
+    p = Posting(kind="deposit", currency="USD", amount=D("10"), lines=[],
+                advertiser_id=other.pk if owner == "other" else None)
+    p.move(debit=acc[Purpose.SETTLEMENT], credit=acc[Purpose.CASH], amount=D("10"))
+    with pytest.raises(LedgerError, match=f"moves Payments received · adv {adv.pk} "):
+        ledger_post(p)
+    assert LedgerTransaction.objects.count() == 0
+    # the control case: the advertiser's own transaction
+    p.advertiser_id = adv.pk
+    ledger_post(p)
+    assert LedgerAccount.objects.get(pk=acc[Purpose.CASH].pk).balance == D("10")
+
+
 # --- CHECK constraints -----------------------------------------------------------------------------
 
 
