@@ -6,7 +6,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
@@ -161,3 +161,53 @@ def test_statements_are_listed_with_a_pdf(client, api):
     text = "".join(p.extract_text() for p in PdfReader(BytesIO(pdf.content)).pages)
     assert "Statement" in text and doc.number in text and "Closing" in text and "Period" in text and "Cash balance" in text
     assert "100.00" in text and "Deposits" in text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_runs_issue_each_statement_once_with_gapless_numbers(spend_event):
+    """Three runs of the job at once, with spend booked on the same accounts meanwhile (decision
+    0025): one statement per account, numbers 1..n with no gap, and every closing balance is
+    the ledger's at the month's end (the spend booked during the runs is after it)."""
+    import threading
+
+    accounts = [old_account() for _ in range(12)]
+    for n, adv in enumerate(accounts):
+        deposit_create(advertiser=adv, amount="50.00", idempotency_key=f"d{n}")
+    with transaction.atomic():  # SET LOCAL needs a transaction
+        backdate(LedgerTransaction.objects.all(), created_at=month_start() - timedelta(days=2))
+    camps = [CampaignFactory(advertiser=adv) for adv in accounts]
+    at = timezone.now()
+    errors, counts, barrier = [], [], threading.Barrier(4)
+
+    def run():
+        try:
+            barrier.wait(timeout=30)
+            counts.append(issue_statements(at=at, chunk=5)["statements"])
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+        finally:
+            connection.close()
+
+    def spend():
+        try:
+            barrier.wait(timeout=30)
+            for camp in camps:
+                spend_record(event=spend_event(camp, "1.25"))
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run) for _ in range(3)] + [threading.Thread(target=spend)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    assert sum(counts) == 12
+    docs = Document.objects.filter(kind=DocumentKind.STATEMENT)
+    assert sorted(docs.values_list("advertiser_id", flat=True)) == sorted(a.pk for a in accounts)
+    assert sorted(int(n.rsplit("-", 1)[1]) for n in docs.values_list("number", flat=True)) == list(range(1, 13))
+    for doc in docs:
+        assert (doc.data["opening"]["cash"], doc.data["closing"]["cash"]) == ("0.00", "50.00")
+        assert {k: D(v) for k, v in doc.data["closing"].items()} == ledger_balances_at(doc.advertiser, month_start())
