@@ -136,12 +136,22 @@ MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 
 
 class DocumentFilterForm(forms.Form):
-    """Billing documents' filters (R39): a kind and a month (`YYYY-MM`, in the account time zone)."""
+    """Billing documents' filters (R39): a kind and a month (`YYYY-MM`, in the account time zone);
+    on a Business Center's page also an account, one of `accounts` ([(advertiser id, name)])."""
 
     kind = forms.ChoiceField(required=False, label="Type",
                              choices=[("", "All types")] + [(k.value, k.label) for k in DocumentKind])
     month = forms.CharField(required=False, label="Month", max_length=7,
                             widget=forms.TextInput(attrs={"type": "month", "placeholder": "YYYY-MM"}))
+
+    def __init__(self, *args, accounts: list[tuple[int, str]] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if accounts is not None:
+            self.fields["account"] = forms.TypedChoiceField(
+                required=False, label="Account", coerce=int, empty_value=None,
+                choices=[("", "All accounts")] + [(str(pk), f"{name} · ID {pk}") for pk, name in accounts],
+            )
+            self.order_fields(["account", "kind", "month"])
 
     def clean_month(self):
         raw = (self.cleaned_data.get("month") or "").strip()
@@ -158,7 +168,7 @@ class DocumentFilterForm(forms.Form):
             return {}
         self.is_valid()
         data = getattr(self, "cleaned_data", {})
-        return {k: data[k] for k in ("kind", "month") if data.get(k) and k not in self.errors}
+        return {k: data[k] for k in ("kind", "month", "account") if data.get(k) and k not in self.errors}
 
 
 class BillingProfileForm(forms.Form):

@@ -156,6 +156,9 @@ class LedgerEntry(models.Model):
             models.CheckConstraint(condition=Q(side__in=[DEBIT, CREDIT]), name="ledger_entry_side"),
         ]
 
+    def __str__(self) -> str:
+        return f"Entry #{self.pk} of transaction #{self.transaction_id}"
+
 
 BC_TRANSFER = "bc_transfer"  # Deposit.source of a Business Center's recharge
 
@@ -186,6 +189,9 @@ class Deposit(models.Model):
             models.CheckConstraint(condition=Q(amount__gt=0), name="deposit_amount_gt_0"),
         ]
 
+    def __str__(self) -> str:
+        return f"Deposit #{self.pk}"
+
 
 class BCDeposit(models.Model):
     """Money loaded into a Business Center's cash balance, idempotent by key per BC (R23).
@@ -206,6 +212,9 @@ class BCDeposit(models.Model):
             ),
             models.CheckConstraint(condition=Q(amount__gt=0), name="bc_deposit_amount_gt_0"),
         ]
+
+    def __str__(self) -> str:
+        return f"Business Center deposit #{self.pk}"
 
 
 class SpendKind(models.TextChoices):
@@ -230,6 +239,9 @@ class SpendEvent(models.Model):
         constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="spend_amount_gt_0")]
         indexes = [models.Index(fields=["advertiser", "occurred_at"], name="spend_adv_occurred")]
 
+    def __str__(self) -> str:
+        return f"Spend event {self.event_id}"
+
 
 class PaymentMethod(models.Model):
     """The card on file (R24, R29). Only the gateway's token, the last 4 digits and the expiry
@@ -241,6 +253,9 @@ class PaymentMethod(models.Model):
     expiry = models.CharField(max_length=5)  # MM/YY
     status = models.CharField(max_length=16, default="valid")
     created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"Card ···· {self.last4} (expires {self.expiry})"
 
 
 class BillKind(models.TextChoices):
@@ -306,6 +321,9 @@ class Bill(models.Model):
             models.Index(fields=["status", "next_retry_at"], name="bill_status_retry"),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.number}" if self.number else f"{self.get_kind_display()} #{self.pk}"
+
     @property
     def charge_key(self) -> str:
         """`bill-<id>`, then `bill-<id>-<n>` for the n-th collection after a chargeback."""
@@ -337,6 +355,9 @@ class ThresholdChange(models.Model):
     new = models.DecimalField(max_digits=20, decimal_places=4)
     reason = models.CharField(max_length=200)
     created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"Threshold change #{self.pk} · {self.created_at:%Y-%m-%d %H:%M} UTC"
 
 
 class GatewayCharge(models.Model):
@@ -576,8 +597,9 @@ class Document(models.Model):
                                    name="document_amounts_gte_0"),
         ]
         indexes = [
-            models.Index(fields=["advertiser", "-issued_at"], name="document_adv_issued"),
-            models.Index(fields=["business_center", "-issued_at"], name="document_bc_issued"),
+            # the Billing documents pages' order (issued_at DESC, id DESC): no sort, even at a deep OFFSET
+            models.Index(fields=["advertiser", "-issued_at", "-id"], name="document_adv_issued_id"),
+            models.Index(fields=["business_center", "-issued_at", "-id"], name="document_bc_issued_id"),
         ]
 
     def __str__(self) -> str:
@@ -602,6 +624,9 @@ class InvoicePayment(models.Model):
             models.UniqueConstraint(fields=["advertiser", "reference"], name="invoice_payment_reference_unique"),
             models.CheckConstraint(condition=Q(amount__gt=0), name="invoice_payment_amount_gt_0"),
         ]
+
+    def __str__(self) -> str:
+        return f"Bank transfer {self.reference}"
 
 
 class DisputeStatus(models.TextChoices):

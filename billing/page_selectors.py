@@ -4,19 +4,23 @@ invoice (HTML and PDF share one `InvoiceDocument`) and the billing method choice
 Each read costs a constant number of queries however many bills the account has.
 """
 
+import operator
+import zoneinfo
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
+from functools import reduce
 
 from django.conf import settings
 from django.db.models import Count, Q, QuerySet, Sum
+from django.urls import reverse
 from django.utils import timezone
 
 from billing.documents import amount_due, credited, document_status, paid_amount, with_state
-from billing.models import Bill, BillKind, BillStatus, Document, PaymentMethod
+from billing.models import Bill, BillKind, BillStatus, Document, DocumentKind, PaymentMethod
 from billing.money import ZERO, format_money
 from billing.switching import ALLOWED
-from portal.models import BillingMethod
+from portal.models import Advertiser, BillingMethod
 
 PROBLEM = [BillStatus.FAILED, BillStatus.OVERDUE]  # the "Payment failed" banner
 PAYABLE = [BillStatus.OPEN, BillStatus.FAILED, BillStatus.OVERDUE]  # "Pay now"
@@ -300,48 +304,163 @@ DOCUMENT_STATUS_BADGES = {
 }
 
 
+LIST_DEFERRED = ("lines", "seller", "billed_to", "data", "reason")  # JSON and text only the PDF reads
+KIND_LABELS = dict(DocumentKind.choices)
+
+
+def _month_range(month: tuple[int, int], tz) -> tuple[datetime, datetime]:
+    """[local midnight of the 1st, that of the next month's 1st) in `tz`."""
+    year, mon = month
+    return datetime(year, mon, 1, tzinfo=tz), datetime(year + (mon == 12), mon % 12 + 1, 1, tzinfo=tz)
+
+
+def _listed(documents: QuerySet, kind: str | None) -> QuerySet:
+    """Newest first, with what each row's state is computed from (`with_state`: a constant number of
+    queries for a page) and without the JSON and text no row shows."""
+    qs = with_state(documents).defer(*LIST_DEFERRED).order_by("-issued_at", "-pk")  # index document_*_issued_id
+    return qs.filter(kind=kind) if kind else qs
+
+
 def documents_query(*, advertiser, kind: str | None = None, month: tuple[int, int] | None = None) -> QuerySet:
     """The advertiser's documents, newest first; `month` is (year, month) in the account time zone.
     Prefetches what `document_rows` needs so a page costs the same queries however long it is."""
-    qs = with_state(Document.objects.filter(advertiser=advertiser)).order_by("-issued_at", "-pk")
-    if kind:
-        qs = qs.filter(kind=kind)
+    qs = _listed(Document.objects.filter(advertiser=advertiser), kind)
     if month:
-        year, mon = month
-        tz = advertiser.tz
-        start = datetime(year, mon, 1, tzinfo=tz)
-        end = datetime(year + (mon == 12), mon % 12 + 1, 1, tzinfo=tz)
+        start, end = _month_range(month, advertiser.tz)
         qs = qs.filter(issued_at__gte=start, issued_at__lt=end)
     return qs
 
 
+def business_center_accounts(*, business_center) -> list[Advertiser]:
+    """The Business Center's advertisers by name: the Account filter's choices, and each document
+    row's account name, time zone and PDF address. One query."""
+    return list(Advertiser.objects.filter(business_center=business_center)
+                .only("id", "name", "timezone", "business_center_id").order_by("name", "pk"))
+
+
+def bc_documents_query(*, business_center, accounts: list[Advertiser], kind: str | None = None,
+                       month: tuple[int, int] | None = None, account: int | None = None) -> QuerySet:
+    """Every document of every advertiser in the Business Center, newest first (R39). `month` is
+    (year, month) in each document's own account time zone, as its row shows its date; `account`
+    one advertiser of `accounts` (the BC's, from `business_center_accounts`)."""
+    # Issued under this BC (the index) and of an advertiser in it now (whose PDF the reader may
+    # open): the same documents while an advertiser's BC cannot change; never another BC's.
+    qs = _listed(Document.objects.filter(business_center=business_center,
+                                         advertiser_id__in=[a.pk for a in accounts]), kind)
+    if account:
+        qs = qs.filter(advertiser_id=account)
+    if month:
+        by_zone: dict[str, list[int]] = {}
+        for a in accounts:
+            if not account or a.pk == account:
+                by_zone.setdefault(a.timezone, []).append(a.pk)
+        ranges = []
+        for zone, ids in by_zone.items():
+            start, end = _month_range(month, zoneinfo.ZoneInfo(zone))
+            in_month = Q(issued_at__gte=start, issued_at__lt=end)
+            ranges.append(in_month if len(by_zone) == 1 else in_month & Q(advertiser_id__in=ids))
+        qs = qs.filter(reduce(operator.or_, ranges)) if ranges else qs.none()
+    return qs
+
+
+class IdsFirst:
+    """Documents for `Paginator` that reads a page by its ids first: the OFFSET walks the index
+    (`document_*_issued_id`) alone, and only the page's documents are read, joined to their bills
+    and prefetched — a deep page costs about what the first does, instead of a sort of them all."""
+
+    ordered = True
+
+    def __init__(self, documents: QuerySet):
+        self.documents = documents
+
+    def count(self) -> int:
+        return self.documents.count()
+
+    def __len__(self) -> int:
+        return self.count()
+
+    def __getitem__(self, page: slice) -> QuerySet:
+        return self.documents.filter(pk__in=self.documents.values("pk")[page])
+
+
 @dataclass
 class DocumentRow:
+    """A document as a list row and its PDF show it: its state, and every text the row prints
+    (formatted here, once, so the template only prints strings)."""
+
     doc: Document
     status: str
     amount_due: Decimal
-    issued_on: object = None  # the local date
+    issued_on: date | None = None  # the local date
+    id: str = ""
+    number: str = ""
+    kind: str = ""
+    status_label: str = ""
+    badge: str = ""
+    kind_label: str = ""
+    issued_iso: str = ""  # 2026-11-01
+    issued_text: str = ""  # Nov 1, 2026
+    net_text: str = ""
+    tax_text: str = ""
+    total_text: str = ""
+    due_text: str = ""  # "" when nothing is due
+    pdf_url: str = ""
+    account: str = ""  # the advertiser's name, on the Business Center's page
+    account_id: str = ""
 
-    @property
-    def status_label(self) -> str:
-        return DOCUMENT_STATUS_LABELS.get(self.status, self.status.replace("_", " ").capitalize())
 
-    @property
-    def badge(self) -> str:
-        return DOCUMENT_STATUS_BADGES.get(self.status, "badge-neutral")
-
-
-def document_row(doc: Document, *, tz, at: datetime | None = None) -> DocumentRow:
+def document_row(doc: Document, *, tz, at: datetime | None = None, pdf_url: str = "", account: str = "") -> DocumentRow:
     paid, credit = paid_amount(doc), credited(doc)
     at = at or timezone.now()
+    status = document_status(doc, paid=paid, credit=credit, at=at)
+    due = amount_due(doc, paid=paid, credit=credit)
+    issued_on = _local_day(doc.issued_at, tz)
+    cur = doc.currency
     return DocumentRow(
         doc=doc,
-        status=document_status(doc, paid=paid, credit=credit, at=at),
-        amount_due=amount_due(doc, paid=paid, credit=credit),
-        issued_on=_local_day(doc.issued_at, tz),
+        status=status,
+        amount_due=due,
+        issued_on=issued_on,
+        id=str(doc.pk),
+        number=doc.number,
+        kind=doc.kind,
+        status_label=DOCUMENT_STATUS_LABELS.get(status, status.replace("_", " ").capitalize()),
+        badge=DOCUMENT_STATUS_BADGES.get(status, "badge-neutral"),
+        kind_label=KIND_LABELS.get(doc.kind, doc.kind),
+        issued_iso=issued_on.isoformat() if issued_on else "",
+        issued_text=_fmt_day(issued_on),
+        net_text=format_money(doc.net, cur),
+        tax_text=format_money(doc.tax, cur),
+        total_text=format_money(doc.total, cur),
+        due_text=format_money(due, cur) if due else "",
+        pdf_url=pdf_url,
+        account=account,
+        account_id=str(doc.advertiser_id),
     )
+
+
+_URL_SLOT = 918273645  # a document id to reverse with, then cut out: the last number in the path
+
+
+def _pdf_urls(advertiser_id: int):
+    """document id → the address of its PDF under the advertiser: reversed once, not once a row."""
+    prefix, suffix = reverse("payments_document_pdf", args=[advertiser_id, _URL_SLOT]).rsplit(str(_URL_SLOT), 1)
+    return lambda document_id: f"{prefix}{document_id}{suffix}"
 
 
 def document_rows(docs, *, advertiser, at: datetime | None = None) -> list[DocumentRow]:
     at = at or timezone.now()
-    return [document_row(d, tz=advertiser.tz, at=at) for d in docs]
+    tz, pdf_url = advertiser.tz, _pdf_urls(advertiser.pk)
+    return [document_row(d, tz=tz, at=at, pdf_url=pdf_url(d.pk)) for d in docs]
+
+
+def bc_document_rows(docs, *, accounts: list[Advertiser], at: datetime | None = None) -> list[DocumentRow]:
+    """Rows of the Business Center's page: each in its own account's time zone, named after it,
+    with the PDF address of its advertiser's Billing documents page."""
+    at = at or timezone.now()
+    of = {a.pk: (a.tz, a.name, _pdf_urls(a.pk)) for a in accounts}
+    rows = []
+    for d in docs:
+        tz, name, pdf_url = of[d.advertiser_id]
+        rows.append(document_row(d, tz=tz, at=at, pdf_url=pdf_url(d.pk), account=name))
+    return rows

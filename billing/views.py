@@ -3,7 +3,9 @@ invoice and PDF, Pay now), Payment method and Billing method (SPEC R1, R13, R14,
 
 Payments pages are for admin, finance and analyst; operators get 403 (R1). Add funds, Pay now
 and the card on file need admin or finance; switching billing method, and the refund of unspent
-cash that closes the account (R42), need admin (as the API).
+cash that closes the account (R42), need admin (as the API). A Business Center's Billing documents
+page (every document of its advertisers, R39) is for its admins and finance members, and staff
+(docs/decisions/0026-business-center-documents.md).
 """
 
 import csv
@@ -14,7 +16,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -43,8 +45,12 @@ from billing.money import ZERO
 from billing.profile import profile_fields, profile_of, profile_set
 from billing.page_selectors import (
     METHOD_DESCRIPTIONS,
+    IdsFirst,
+    bc_document_rows,
+    bc_documents_query,
     billing_panel,
     bill_rows,
+    business_center_accounts,
     document_row,
     document_rows,
     documents_query,
@@ -56,9 +62,9 @@ from billing.page_selectors import (
 from billing.switching import billing_method_switch
 from billing.templatetags.money import format_money
 from billing.topups import card_deposit_create
-from portal.errors import BusinessError
-from portal.models import AdvertiserStatus, BillingMethod, CampaignStatus
-from portal.permissions import can
+from portal.errors import BusinessError, Forbidden, NotFound
+from portal.models import AdvertiserStatus, BCMembership, BillingMethod, CampaignStatus
+from portal.permissions import STAFF, business_center_for, can
 from portal.views import advertiser_for_request
 from promotions.credit_table import OPEN_STATUSES
 from promotions.selectors import credits_query
@@ -226,7 +232,7 @@ def bill_pay_view(request, advertiser_id, bill_id):
     except BusinessError as e:
         messages.error(request, e.message)
     else:
-        amount = format_money(bill.amount, bill.currency)
+        amount = format_money(bill.charge_amount, bill.currency)
         if bill.status == BillStatus.PAID:
             messages.success(request, f"{title} paid: {amount} charged to the card ending {bill.card_last4}.")
         else:
@@ -243,16 +249,68 @@ def documents(request, advertiser_id):
     advertiser, role = advertiser_for_request(request, advertiser_id, need="payments_read")
     form = DocumentFilterForm(request.GET or None)
     filters = form.filters()
-    page = Paginator(documents_query(advertiser=advertiser, **filters), PAGE_SIZE).get_page(request.GET.get("page"))
-    query = request.GET.copy()
-    query.pop("page", None)
+    page = Paginator(IdsFirst(documents_query(advertiser=advertiser, **filters)), PAGE_SIZE).get_page(
+        request.GET.get("page"))
     return render(request, "billing/documents.html", {
         "advertiser": advertiser,
         "role": role,
+        "business_center": _business_center_shown(request.user, advertiser, role),
         "form": form,
         "page": page,
         "rows": document_rows(page.object_list, advertiser=advertiser),
-        "query": query.urlencode(),
+        "query": _query_without_page(request),
+        "filtered": bool(filters),
+    })
+
+
+def _query_without_page(request) -> str:
+    query = request.GET.copy()
+    query.pop("page", None)
+    return query.urlencode()
+
+
+def _business_center_shown(user, advertiser, role):
+    """The advertiser's Business Center when the user may open its Billing documents page (staff,
+    its admins and finance: `business_center_for`), for a link to it; else None. One query at most."""
+    bc = advertiser.business_center  # loaded with the advertiser
+    if bc is None:
+        return None
+    if role == STAFF or BCMembership.objects.filter(user=user, business_center=bc).exists():
+        return bc
+    return None
+
+
+def _business_center_for_request(request, business_center_id, *, need: str):
+    """The Business Center and the caller's role, or Http404 (never reveals that it exists) /
+    PermissionDenied (a member of one of its advertisers, who knows it does)."""
+    try:
+        return business_center_for(request.user, business_center_id, need=need)
+    except NotFound:
+        raise Http404("No such Business Center.") from None
+    except Forbidden:
+        raise PermissionDenied(
+            "A Business Center's billing documents are for its admins and finance members."
+        ) from None
+
+
+@login_required
+@require_GET
+def bc_documents(request, bc_id):
+    """Every document of every advertiser in the Business Center, newest first, filtered by
+    account, kind and month (R39), for its admins and finance members and for staff."""
+    bc, role = _business_center_for_request(request, bc_id, need="payments_read")
+    accounts = business_center_accounts(business_center=bc)
+    form = DocumentFilterForm(request.GET or None, accounts=[(a.pk, a.name) for a in accounts])
+    filters = form.filters()
+    page = Paginator(IdsFirst(bc_documents_query(business_center=bc, accounts=accounts, **filters)),
+                     PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(request, "billing/bc_documents.html", {
+        "business_center": bc,
+        "role": role,
+        "form": form,
+        "page": page,
+        "rows": bc_document_rows(page.object_list, accounts=accounts),
+        "query": _query_without_page(request),
         "filtered": bool(filters),
     })
 
@@ -415,7 +473,7 @@ def refund_close(request, advertiser_id):
     refused = None
     if form.is_valid():
         try:
-            refunded = cash_refund(advertiser=advertiser)
+            refunded = cash_refund(advertiser=advertiser, by=request.user)
         except BusinessError as e:
             refused = e
         else:

@@ -16,7 +16,7 @@ from django.views.decorators.http import require_POST
 
 from portal.dashboard import advertiser_summary, campaign_list
 from portal.errors import Forbidden, NotFound
-from portal.models import Advertiser, CampaignStatus, Notification
+from portal.models import Advertiser, BusinessCenter, CampaignStatus, Notification
 from portal.notifications import render_body
 from portal.permissions import advertiser_for, advertisers_of
 
@@ -38,11 +38,13 @@ def advertiser_for_request(request, advertiser_id, *, need: str = "member"):
 
 @login_required
 def home(request):
-    """"/": straight to the only advertiser, or a picker when there are several."""
+    """"/": straight to the only advertiser, or a picker when there are several or the user is a
+    member of a Business Center (the picker links to its pages)."""
     advertisers = list(advertisers_of(request.user)[:500])
-    if len(advertisers) == 1:
+    centers = list(BusinessCenter.objects.filter(memberships__user=request.user).order_by("name", "pk"))
+    if len(advertisers) == 1 and not centers:
         return redirect("advertiser_home", advertiser_id=advertisers[0].pk)
-    return render(request, "portal/picker.html", {"advertisers": advertisers})
+    return render(request, "portal/picker.html", {"advertisers": advertisers, "business_centers": centers})
 
 
 @login_required

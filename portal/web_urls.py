@@ -1,4 +1,5 @@
-"""The browser dashboard. Every advertiser page lives under /a/<advertiser_id>/."""
+"""The browser dashboard. Every advertiser page lives under /a/<advertiser_id>/, every Business Center
+page under /bc/<bc_id>/."""
 
 from django.contrib.auth import views as auth_views
 from django.urls import path
@@ -66,4 +67,6 @@ urlpatterns = [
     ),
     path("a/<int:advertiser_id>/payments/credits/", promotions_views.credits, name="payments_credits"),  # old address
     path("a/<int:advertiser_id>/shop/coupon-progress/", promotions_views.coupon_progress, name="shop_coupon_progress"),
+    # a Business Center's pages, for its admins and finance members
+    path("bc/<int:bc_id>/documents/", billing_views.bc_documents, name="bc_documents"),
 ]

@@ -130,3 +130,16 @@ def test_the_documents_page_runs_the_same_queries_with_3_or_60_documents(django_
     assert {kind for _, kind, _ in shown} == {"invoice", "receipt", "credit_note", "statement"}
     invoice_states = {status for _, kind, status in shown if kind == "invoice"}
     assert {"paid", "overdue"} <= invoice_states, invoice_states
+
+
+def test_a_rows_pdf_link_is_the_reversed_url_though_reversed_once_a_page():
+    # `document_rows` reverses the PDF route once and puts each document's id in it; whatever the
+    # ids — even the advertiser's being the number it reverses with
+    from django.urls import reverse
+
+    from billing.page_selectors import _URL_SLOT, _pdf_urls
+
+    for advertiser_id in (1, 42, _URL_SLOT, int(f"{_URL_SLOT}{_URL_SLOT}")):
+        pdf_url = _pdf_urls(advertiser_id)
+        for document_id in (1, 7, _URL_SLOT, 10**12):
+            assert pdf_url(document_id) == reverse("payments_document_pdf", args=[advertiser_id, document_id])
