@@ -15,6 +15,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection
+from django.db.models import Prefetch
 from django.utils import timezone
 
 from billing.models import SERIES, BillStatus, Document, DocumentCounter, DocumentKind
@@ -208,17 +209,34 @@ def receipts_for_bills(pairs: list[tuple]) -> list[Document]:
 # ---- what a document still counts ----
 
 def with_state(documents):
-    """Documents with what their state is computed from, in a constant number of queries for a list."""
-    return documents.select_related("bill").prefetch_related("corrections", "payments")
+    """Documents with what their state is computed from, in a constant number of queries for a
+    list: the bill, the credit notes against each (`doc.credit_notes`, only the columns state
+    reads) and its bank transfers (`doc.transfers`), as plain lists."""
+    return documents.select_related("bill").prefetch_related(
+        Prefetch("corrections", to_attr="credit_notes", queryset=Document.objects.filter(
+            kind=DocumentKind.CREDIT_NOTE).only("pk", "refers_to_id", "kind", "total", "data")),
+        Prefetch("payments", to_attr="transfers"),
+    )
+
+
+def credit_notes_of(doc: Document) -> list[Document]:
+    """The credit notes issued against the document (prefetched if `with_state`)."""
+    notes = getattr(doc, "credit_notes", None)
+    return notes if notes is not None else [c for c in doc.corrections.all() if c.kind == DocumentKind.CREDIT_NOTE]
+
+
+def transfers_of(doc: Document) -> list:
+    transfers = getattr(doc, "transfers", None)
+    return transfers if transfers is not None else list(doc.payments.all())
 
 
 def credited(doc: Document) -> Decimal:
-    """The total of the credit notes issued against the document (prefetched rows if `with_state`)."""
-    return sum((c.total for c in doc.corrections.all() if c.kind == DocumentKind.CREDIT_NOTE), ZERO)
+    """The total of the credit notes issued against the document."""
+    return sum((c.total for c in credit_notes_of(doc)), ZERO)
 
 
 def transfers_received(doc: Document) -> Decimal:
-    return sum((p.amount for p in doc.payments.all()), ZERO)
+    return sum((p.amount for p in transfers_of(doc)), ZERO)
 
 
 def paid_by_card(doc: Document) -> bool:
@@ -226,7 +244,7 @@ def paid_by_card(doc: Document) -> bool:
     touched it, so a card payment is always of the whole total)."""
     bill = doc.bill if doc.bill_id else None
     return (doc.kind == DocumentKind.INVOICE and bill is not None and bill.status == BillStatus.PAID
-            and bool(bill.gateway_reference) and not doc.payments.all())
+            and bool(bill.gateway_reference) and not transfers_of(doc))
 
 
 def paid_amount(doc: Document) -> Decimal:
@@ -282,10 +300,9 @@ class Settlement:
 
 def settlement_of(doc: Document) -> Settlement:
     s = Settlement(total=doc.total, tax=doc.tax, paid=paid_amount(doc))
-    for note in doc.corrections.all():
-        if note.kind == DocumentKind.CREDIT_NOTE:
-            for field in ("reduced", "reduced_tax", "refunded", "refunded_tax"):
-                setattr(s, field, getattr(s, field) + Decimal(note.data.get(field, "0")))
+    for note in credit_notes_of(doc):
+        for field in ("reduced", "reduced_tax", "refunded", "refunded_tax"):
+            setattr(s, field, getattr(s, field) + Decimal(note.data.get(field, "0")))
     return s
 
 
