@@ -4,15 +4,23 @@ Nobody adds, changes or deletes ledger rows, deposits or spend events here, supe
 money moves only through the services. Every staff role sees them (`portal.permissions`). Lists
 of the big tables avoid full-table counts and date hierarchies (both scan the whole table) so they
 stay fast as the ledger grows.
+
+Business Center transfers: "Add" is a form of `bc_transfer`'s arguments (the TikTok surface's
+`/bc/transfer/`), with its own request id so a double submit moves the cash once.
 """
 
+import secrets
+
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin import ActionLocation
+from django.contrib.admin.widgets import ForeignKeyRawIdWidget
 from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseRedirect
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html, format_html_join
 
+from billing.bc import bc_transfer
 from billing.chargebacks import chargeback_record
 from billing.credit_notes import credit_note_issue, refund_mark_sent
 from billing.disputes import dispute_reject
@@ -21,6 +29,8 @@ from billing.profile import FIELDS as PROFILE_FIELDS
 from billing.profile import countries, profile_clean, profile_set
 
 from billing.models import (
+    BCTransfer,
+    BCTransferType,
     Bill,
     BillingProfile,
     Chargeback,
@@ -49,9 +59,13 @@ from portal.admin import (
     StaffRoleAdmin,
     StaffRolePermissions,
     action_with_reason,
+    add_error_for,
+    refusal,
+    service_form_page,
 )
 from portal import inputs
 from portal.errors import BadInput, BusinessError
+from portal.models import BusinessCenter
 from portal.permissions import staff_can
 
 
@@ -169,7 +183,7 @@ class BillAdmin(ReadOnlyAdmin):
             self, request, queryset, action="record_chargeback", title="Record a chargeback",
             intro="The payment is reversed on the ledger and the bill becomes failed, so the retry schedule and "
                   "'Pay now' collect it again; the account's credit is frozen by the rule "
-                  "'chargeback' and the advertiser is notified (R26, R30, R36). Recording the same "
+                  "'chargeback' and the advertiser is notified. Recording the same "
                   "gateway reference again books nothing.",
             headers=["Bill", "Advertiser", "Amount", "Status", "Paid", "Gateway charge"],
             row=lambda b: [b.number or f"#{b.pk}", b.advertiser, self.money(b), b.get_status_display(),
@@ -318,7 +332,7 @@ class BillingProfileForm(AuditedForm):
             field = self.FIELD_OF_CODE.get(e.code) or e.code.removeprefix("invalid_")
             field = field if field in self.fields else None
             if field is None or field not in self.errors:
-                self.add_error(field, e.message)
+                self.add_error(field, refusal(e))
         else:
             data.update(cleaned)
         return data
@@ -351,13 +365,13 @@ class BillingProfileAdmin(StaffRoleAdmin):
     def save_model(self, request, obj, form, change):
         data = {f: form.cleaned_data.get(f, getattr(obj, f)) for f in PROFILE_FIELDS}
         reason = (form.cleaned_data.get(CHANGE_REASON) or "").strip()
-        reason = reason or f"{'edited' if change else 'created'} by {request.user.get_username()} in admin"
+        reason = reason or f"{'Edited' if change else 'Created'} by {request.user.get_username()} in the admin."
         owner = ({"advertiser": obj.advertiser} if obj.advertiser_id
                  else {"business_center": obj.business_center})
         try:
             saved = profile_set(actor=request.user, data=data, reason=reason, **owner)
         except BusinessError as e:  # the form checked it already; a concurrent change may not pass
-            raise PermissionDenied(e.message) from None
+            raise PermissionDenied(refusal(e)) from None
         obj.pk, obj.updated_at = saved.pk, saved.updated_at
         obj._state.adding = False
 
@@ -442,7 +456,7 @@ class DocumentAdmin(ReadOnlyAdmin):
             self, request, queryset, action="issue_credit_note", title="Issue a credit note",
             intro="A credit note takes the amount off what is still owed on an invoice, then gives back what was "
                   "paid: to the card that paid, through the gateway, or by bank transfer — never as ad credit. Its tax "
-                  "is the document's, in proportion. It cannot exceed what the document still counts (R40).",
+                  "is the document's, in proportion. It cannot exceed what the document still counts.",
             headers=["Document", "Advertiser", "Total", "Still counts", "Status"],
             row=lambda d: [d.number, d.advertiser, self.money(d),
                            f"{fmt(settlement_of(d).creditable, d.currency)} {d.currency}", self.state(d)],
@@ -451,8 +465,6 @@ class DocumentAdmin(ReadOnlyAdmin):
 
 
 def _new_key() -> str:
-    import secrets
-
     return "admin-" + secrets.token_hex(12)
 
 
@@ -497,7 +509,7 @@ class DisputeAdmin(ReadOnlyAdmin):
 
         return action_with_reason(
             self, request, queryset, action="resolve_with_credit_note", title="Resolve with a credit note",
-            intro="Issues a credit note on the disputed invoice (R40) and closes the dispute; the advertiser is "
+            intro="Issues a credit note on the disputed invoice and closes the dispute; the advertiser is "
                   "notified.",
             headers=["Invoice", "Advertiser", "Dispute", "Opened"],
             row=lambda d: [d.document.number, d.advertiser, d.reason, d.created_at.strftime("%Y-%m-%d %H:%M UTC")],
@@ -552,3 +564,81 @@ class RefundAdmin(ReadOnlyAdmin):
                                                                                     reference=data["reason"]),
         )
 
+
+# --- cash between a Business Center and its advertisers (decision 0012) --------------------------
+
+class BCTransferForm(forms.Form):
+    """The arguments of `bc_transfer`, as the TikTok surface's `/bc/transfer/` takes them; the
+    service checks the rest (same BC, currency, billing method, balances, R8)."""
+
+    business_center = forms.ModelChoiceField(queryset=BusinessCenter.objects.all(), label="Business Center")
+    advertiser_id = forms.CharField(label="Advertiser ID", max_length=20,
+                                    help_text="An advertiser account of this Business Center.")
+    transfer_type = forms.ChoiceField(
+        choices=[(BCTransferType.RECHARGE, "Recharge: Business Center cash to the account"),
+                 (BCTransferType.REFUND, "Refund: account cash back to the Business Center")])
+    cash_amount = forms.CharField(max_length=40, help_text="In the Business Center's currency.")
+    reason = forms.CharField(max_length=500, widget=forms.Textarea(attrs={"rows": 2, "cols": 60}),
+                             help_text="Required. Kept in the audit log.")
+    # made when the page is shown, so a double submit moves the cash once
+    request_id = forms.CharField(widget=forms.HiddenInput, initial=_new_key, max_length=64)
+
+    def __init__(self, *args, admin_site=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if admin_site is not None:  # an ID with the admin's lookup, as raw_id_fields
+            self.fields["business_center"].widget = ForeignKeyRawIdWidget(
+                BCTransfer._meta.get_field("business_center").remote_field, admin_site)
+
+
+TRANSFER_ERROR_FIELDS = {"not_found": "advertiser_id", "currency_mismatch": "advertiser_id",
+                         "transfer_not_allowed": "advertiser_id", "account_closed": "advertiser_id",
+                         "not_in_good_standing": "advertiser_id",
+                         "invalid_amount": "cash_amount", "insufficient_bc_balance": "cash_amount",
+                         "refund_exceeds_cash": "cash_amount"}
+
+
+@admin.register(BCTransfer)
+class BCTransferAdmin(ReadOnlyAdmin):
+    """Cash moved between a Business Center and its advertisers. A Billing manager moves it here with
+    `bc_transfer`, the service of the TikTok surface's `/bc/transfer/`, which writes the audit line."""
+
+    add_perm = "manage_accounts"
+    list_display = ["created_at", "business_center", "advertiser", "transfer_type", "amount", "request_id",
+                    "created_by"]
+    list_filter = ["transfer_type"]
+    search_fields = ["=request_id", "business_center__name", "advertiser__name", "advertiser__id__exact"]
+    list_select_related = ["business_center", "advertiser", "created_by"]
+    ordering = ["-created_at", "-id"]
+    raw_id_fields = ["business_center", "advertiser", "transaction", "created_by"]
+
+    def add_view(self, request, form_url="", extra_context=None):
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        if request.method == "POST":
+            form = BCTransferForm(request.POST, admin_site=self.admin_site)
+            if form.is_valid():
+                d = form.cleaned_data
+                try:
+                    transfer = bc_transfer(
+                        business_center=d["business_center"], advertiser_id=d["advertiser_id"].strip(),
+                        transfer_type=d["transfer_type"], cash_amount=d["cash_amount"].strip(),
+                        request_id=d["request_id"], by=request.user, reason=d["reason"])
+                except BusinessError as e:
+                    add_error_for(form, e, TRANSFER_ERROR_FIELDS)
+                else:
+                    bc = d["business_center"]
+                    self.message_user(request, f"{transfer.get_transfer_type_display()} of "
+                                               f"{fmt(transfer.amount, bc.currency)} {bc.currency}: "
+                                               f"{bc.name} ↔ {transfer.advertiser.name}.", messages.SUCCESS)
+                    if "_addanother" in request.POST:
+                        return HttpResponseRedirect(f"{request.path}?business_center={bc.pk}")
+                    return HttpResponseRedirect(reverse("admin:billing_bctransfer_changelist"))
+        else:
+            initial = {key: request.GET[key] for key in ("business_center", "advertiser_id")
+                       if request.GET.get(key, "").isdigit()}
+            form = BCTransferForm(initial=initial, admin_site=self.admin_site)
+        fieldsets = [(None, {"fields": ["business_center", "advertiser_id", "transfer_type", "cash_amount", "reason",
+                                        "request_id"]})]
+        return service_form_page(self, request, form=form, fieldsets=fieldsets,
+                                 title="Transfer cash between a Business Center and an advertiser",
+                                 form_url=form_url, extra_context=extra_context)

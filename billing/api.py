@@ -167,7 +167,7 @@ def deposit_view(request, id: str, payload: DepositIn):
              summary="Refund the whole unspent cash balance and close the account (staff, admin)")
 def refund_view(request, id: str):
     adv, _ = advertiser_for(request.auth, id, need="admin")
-    refunded = cash_refund(advertiser=adv)
+    refunded = cash_refund(advertiser=adv, by=request.auth)
     return {"refunded": money(refunded, adv.currency), "status": adv.status}
 
 
@@ -304,6 +304,7 @@ class BillOut(Schema):
     id: str
     kind: Annotated[str, WithJsonSchema({"type": "string", "enum": list(BillKind.values)})]
     number: str | None
+    number_in_account: int | None  # an automatic bill's number in its account, 1, 2, 3… (decision 0031)
     amount: Money
     currency: str
     status: Annotated[str, WithJsonSchema({"type": "string", "enum": list(BillStatus.values)})]
@@ -318,6 +319,7 @@ def bill_json(b: Bill) -> dict:
         "id": str(b.pk),
         "kind": b.kind,
         "number": b.number,
+        "number_in_account": b.seq,
         "amount": money(b.amount, b.currency),
         "currency": b.currency,
         "status": b.status,

@@ -50,12 +50,14 @@ from billing.models import (
     Purpose,
     ThresholdChange,
     TxKind,
+    bills_number,
 )
 from billing.money import ZERO, fmt, parse_amount
 from billing.tax import tax_for, taxes_for
 from portal.errors import BadInput, BusinessError
 from promotions.credits import shop_credits_activate
 
+GROWN = "grown after successful payments"  # the reason of a ThresholdChange made by R25's growth
 STUCK_AFTER = timedelta(minutes=2)  # an `open` bill this old lost its attempt to a crash (issue 11: was 10)
 
 
@@ -101,7 +103,9 @@ def threshold_set(*, advertiser, amount, reason: str, at: datetime | None = None
         if adv.billing_threshold == amount:
             return amount
         threshold_change_check(adv, at)
-        ThresholdChange.objects.create(advertiser=adv, old=adv.billing_threshold, new=amount, reason=reason, created_at=at)
+        change = ThresholdChange.objects.create(advertiser=adv, old=adv.billing_threshold, new=amount, reason=reason,
+                                                created_at=at)
+        _notify_thresholds([change], {adv.pk: adv})
         adv.billing_threshold = amount
         adv.successful_payments = 0
         adv.save(update_fields=["billing_threshold", "successful_payments"])
@@ -119,7 +123,7 @@ def _maybe_grow_threshold(adv, at: datetime) -> None:
         return
     if not threshold_may_change(threshold_changes_this_month(adv, at)):
         return
-    threshold_set(advertiser=adv, amount=fmt(higher[0], adv.currency), reason="grown after successful payments", at=at)
+    threshold_set(advertiser=adv, amount=fmt(higher[0], adv.currency), reason=GROWN, at=at)
 
 
 # --- bill dates (R24) -------------------------------------------------------------------------
@@ -159,7 +163,8 @@ def autopay_setup(*, advertiser, at: datetime | None = None) -> None:
 def bill_create(*, advertiser, accounts, kind: str, amount: Decimal, at: datetime, period_start=None,
                 period_end=None) -> Bill:
     """Move `amount` from accrued to billed and record the bill with its tax (R38: the card is
-    charged amount + tax). Caller holds the advertiser lock."""
+    charged amount + tax). Caller holds the advertiser lock: the bill takes the account's next
+    number in its INSERT (`Bill.save`)."""
     tax, treatment = tax_for(advertiser, amount, at.date())
     bill = Bill.objects.create(
         advertiser=advertiser, kind=kind, amount=amount, currency=advertiser.currency, issued_at=at,
@@ -175,14 +180,16 @@ def bill_create(*, advertiser, accounts, kind: str, amount: Decimal, at: datetim
 
 def _bills_create(*, kind: str, at: datetime, bills: list[tuple]) -> list[Bill]:
     """`bill_create` for many (advertiser, accounts, amount) at once, in a constant number of
-    statements (one INSERT of the bills, `ledger_post_moves` for their postings). Caller holds
-    the advertisers' locks."""
+    statements (the accounts' last bill numbers read in one query, one INSERT of the bills,
+    `ledger_post_moves` for their postings). Caller holds the advertisers' locks."""
     taxes = taxes_for([(adv, amount) for adv, _, amount in bills], at.date())
-    created = Bill.objects.bulk_create([
+    new = [
         Bill(advertiser=adv, kind=kind, amount=amount, currency=adv.currency, issued_at=at, due_at=at, tax=tax,
              tax_rate=treatment.rate, tax_note=treatment.note)
         for (adv, _, amount), (tax, treatment) in zip(bills, taxes)
-    ])
+    ]
+    bills_number(new)  # 1, 2, 3… per account, in the order of `bills` (decision 0031)
+    created = Bill.objects.bulk_create(new)
     ledger_post_moves(TxKind.BILL, [
         Move(debit=acc[Purpose.BILLED], credit=acc[Purpose.ACCRUED], amount=amount, advertiser_id=adv.pk,
              occurred_at=at, memo=f"{bill.get_kind_display()} #{bill.pk}")
@@ -278,13 +285,12 @@ def _book_one(*, bill_id: int, advertiser_id: int, result, last4: str, at: datet
             adv.failed_payments = failures
             adv.successful_payments = 0
             adv.save(update_fields=["failed_payments", "successful_payments"])
-            if failures > settings.BILLING_PAUSE_AFTER_FAILURES:
-                campaigns_pause(advertiser=adv)
+            paused = failures > settings.BILLING_PAUSE_AFTER_FAILURES and campaigns_pause(advertiser=adv) > 0
             from promotions.freeze import AUTO_FREEZE_AFTER_FAILED_PAYMENTS, credit_freeze
 
             if failures >= AUTO_FREEZE_AFTER_FAILED_PAYMENTS and not adv.credit_frozen:
                 credit_freeze(advertiser=adv, reason=f"{failures} failed payments in a row", rule="failed_payments")
-            _notify_bill(adv, bill, "payment_failed")
+            _notify_bill(adv, bill, "payment_failed", paused=paused)  # the email says so when it paused
     return bill
 
 
@@ -402,11 +408,12 @@ def _thresholds_grow(paid: dict, *, at: datetime) -> None:
             if new is None:
                 continue
             grown.append(ThresholdChange(advertiser=adv, old=adv.billing_threshold, new=new,
-                                         reason="grown after successful payments", created_at=at))
+                                         reason=GROWN, created_at=at))
             adv.billing_threshold, adv.successful_payments = new, 0
             changes[adv.pk] += 1
         adv.failed_payments = 0
     ThresholdChange.objects.bulk_create(grown)
+    _notify_thresholds(grown, {adv.pk: adv for adv in paid})
 
 
 def _step_up(adv) -> Decimal | None:
@@ -458,10 +465,12 @@ def account_paid_up(adv) -> bool:
     return True
 
 
-def _notify_bill(adv, bill: Bill, kind: str) -> None:
+def _notify_bill(adv, bill: Bill, kind: str, **context) -> None:
     from portal.notifications import notify_many
 
-    notify_many([_bill_draft(adv, bill, kind)], skip_existing=True)
+    draft = _bill_draft(adv, bill, kind)
+    draft.context.update(context)
+    notify_many([draft], skip_existing=True)
 
 
 def _bill_draft(adv, bill: Bill, kind: str):
@@ -470,11 +479,27 @@ def _bill_draft(adv, bill: Bill, kind: str):
     return Draft(adv, kind, f"{kind}:{bill.pk}:{bill.attempts if kind == 'payment_failed' else 0}", {
         "amount": f"{bill.currency} {fmt(bill.amount, bill.currency)}",
         "bill_id": bill.pk,
-        "bill_label": bill.get_kind_display().lower(),
-        "number": bill.number or f"#{bill.pk}",
+        "bill_label": bill.noun.lower(),  # "threshold bill", "bill", "invoice"
+        "number": bill.label,  # its number in the account, or the invoice's (decision 0031)
         "error": bill.last_error,
         "card": bill.card_last4,
-    }, f"/a/{adv.pk}/payments/bills/")
+    })
+
+
+def _notify_thresholds(changes: list[ThresholdChange], advertisers: dict) -> None:
+    """"Your billing threshold is now …" (R25, R36), once per ThresholdChange, in one statement."""
+    from portal.notifications import Draft, notify_many
+
+    drafts = []
+    for change in changes:
+        adv = advertisers[change.advertiser_id]
+        cur = adv.currency
+        drafts.append(Draft(adv, "threshold_changed", f"threshold_changed:{change.pk}", {
+            "old": f"{cur} {fmt(change.old, cur)}" if change.old is not None else "",
+            "new": f"{cur} {fmt(change.new, cur)}",
+            "grown": change.reason == GROWN,
+        }))
+    notify_many(drafts)
 
 
 def bill_pay(*, bill: Bill, at: datetime | None = None) -> Bill:

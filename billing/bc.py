@@ -13,11 +13,12 @@ from decimal import Decimal, InvalidOperation
 
 from django.db import transaction
 
-from billing.deposits import campaigns_resume, deposit_limits
+from billing.deposits import campaigns_resume, deposit_limits, deposit_notify
 from billing.ledger import Posting, advertiser_accounts, ledger_post, lock_advertisers
 from billing.models import BC_TRANSFER, BCDeposit, BCTransfer, BCTransferType, Deposit, LedgerAccount, Purpose, TxKind
 from billing.money import ZERO, fmt, parse_amount
 from portal import inputs
+from portal.audit import audit_record
 from portal.errors import BadInput, BusinessError, Conflict, NotFound
 
 
@@ -70,7 +71,8 @@ REQUEST_ID_MAX = 64
 
 
 def bc_transfer(
-    *, business_center, advertiser_id, transfer_type: str, cash_amount, grant_amount=None, request_id: str, by=None
+    *, business_center, advertiser_id, transfer_type: str, cash_amount, grant_amount=None, request_id: str, by=None,
+    reason: str = "",
 ) -> BCTransfer:
     """Move cash between a Business Center and one of its advertisers; returns the transfer (the first
     one, on a replay of the same `request_id`).
@@ -95,6 +97,7 @@ def bc_transfer(
     Any non-zero `grant_amount` is refused (`credit_not_transferable`, R8) before anything else.
     Idempotent by `request_id` per BC: the same id with the same advertiser, type and amount returns
     the first transfer; with anything else it is a Conflict. Locks the BC row, then the advertiser.
+    A new transfer is audited (`by`, and staff's `reason`); a replay writes nothing.
     """
     from portal.models import Advertiser, AdvertiserStatus, BillingMethod, BusinessCenter
 
@@ -147,8 +150,9 @@ def bc_transfer(
             p.move(debit=acc[Purpose.SETTLEMENT], credit=acc[Purpose.ARREARS], amount=to_arrears)
             p.move(debit=acc[Purpose.SETTLEMENT], credit=acc[Purpose.CASH], amount=amount - to_arrears)
             tx = ledger_post(p)
-            Deposit.objects.create(advertiser=adv, amount=amount, idempotency_key=f"bc-transfer:{bc.pk}:{key}",
-                                   source=BC_TRANSFER, transaction=tx)
+            deposit = Deposit.objects.create(advertiser=adv, amount=amount, source=BC_TRANSFER, transaction=tx,
+                                             idempotency_key=f"bc-transfer:{bc.pk}:{key}")
+            deposit_notify(adv, deposit, arrears_paid=to_arrears, cash=acc[Purpose.CASH].balance)
             if acc[Purpose.ARREARS].balance == 0:
                 campaigns_resume(advertiser=adv)
         else:
@@ -167,10 +171,14 @@ def bc_transfer(
             p.move(debit=acc[Purpose.CASH], credit=acc[Purpose.SETTLEMENT], amount=amount)
             p.move(debit=bca[Purpose.BC_SETTLEMENT], credit=bca[Purpose.BC_CASH], amount=amount)
             tx = ledger_post(p)
-        return BCTransfer.objects.create(
+        transfer = BCTransfer.objects.create(
             business_center=bc, advertiser=adv, request_id=key, transfer_type=transfer_type, amount=amount,
             transaction=tx, created_by=by if by is not None and by.is_authenticated else None,
         )
+        audit_record(actor=by, action="bc_transfer", advertiser=adv, target=f"business center {bc.pk}",
+                     reason=(reason or "").strip() or f"{transfer_type} of {fmt(amount, bc.currency)} {bc.currency}",
+                     after={"transfer_type": transfer_type, "amount": fmt(amount, bc.currency), "request_id": key})
+        return transfer
 
 
 def transfer_grant_check(grant_amount) -> None:

@@ -72,7 +72,7 @@ def chargeback_record(*, reference: str, reason: str, bill: Bill | None = None, 
             from promotions.freeze import credit_freeze
 
             credit_freeze(advertiser=adv, reason=f"Chargeback {reference}: {reason}", rule=CHARGEBACK_RULE)
-        what = (f"{bill.get_kind_display().lower()} {bill.number or f'#{bill.pk}'}" if bill is not None
+        what = (f"{bill.noun.lower()} {bill.label}" if bill is not None  # "threshold bill 3" (decision 0031)
                 else f"card deposit #{deposit.pk}")
         notify_many([Draft(adv, "chargeback", f"chargeback:{chargeback.pk}", {
             "amount": f"{adv.currency} {fmt(chargeback.amount, adv.currency)}",
@@ -81,7 +81,8 @@ def chargeback_record(*, reference: str, reason: str, bill: Bill | None = None, 
             "reference": reference,
             "owed_again": bill is not None,
             "arrears": f"{adv.currency} {fmt(acc[Purpose.ARREARS].balance, adv.currency)}",
-        }, f"/a/{adv.pk}/payments/bills/" if bill is not None else f"/a/{adv.pk}/payments/")])
+            "in_arrears": acc[Purpose.ARREARS].balance > 0,
+        })])
     return chargeback, True
 
 

@@ -8,7 +8,11 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
 
 WIDTH, HEIGHT = 720, 240
-LEFT, RIGHT, TOP, BOTTOM = 64, 8, 12, 28  # plot margins, for the axis labels
+# Plot margins, for the axis labels. The SVG scales to its card, so on a phone (a ~310 px card)
+# one unit is ~0.43 px: responsive.css raises the labels' font size there to stay >= 11 px, and
+# these margins leave room for that (decision 0029). Day labels hang below the axis.
+LEFT, RIGHT, TOP, BOTTOM = 76, 8, 14, 34
+LABEL_GAP = 6  # between the x axis and the top of a day label (dominant-baseline: hanging)
 
 
 @dataclass
@@ -49,7 +53,7 @@ class Chart:
 
     @property
     def label_y(self) -> float:
-        return self.base_y + 18
+        return self.base_y + LABEL_GAP
 
     @property
     def tick_x(self) -> int:

@@ -150,7 +150,7 @@ def credit_note_issue(*, actor, document: Document, amount, reason, idempotency_
             "number": note.number, "document": doc.number, "amount": f"{cur} {fmt(amount, cur)}", "reason": reason,
             "given_back": f"{cur} {fmt(refunded, cur)}" if refunded else "",
             "refund_method": refund.get_method_display().lower() if refund else "",
-        }, f"/a/{adv.pk}/payments/documents/")])
+        })])
         if refund is not None and refund.method == RefundMethod.CARD:
             transaction.on_commit(lambda: _send_now(refund.pk))
     return note, True

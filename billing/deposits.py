@@ -20,8 +20,10 @@ from billing.models import BC_TRANSFER, Deposit, Purpose, TxKind
 from billing.money import ZERO, fmt, parse_amount
 from billing.tax import tax_for
 from portal import inputs
+from portal.audit import audit_record
 from portal.errors import BadInput, BusinessError, Conflict
 from portal.models import CampaignStatus
+from portal.notifications import Draft, notify_many
 
 
 def deposit_limits(currency: str) -> tuple[Decimal, Decimal]:
@@ -92,9 +94,26 @@ def deposit_create(*, advertiser, amount, idempotency_key: str, source: str = "a
         )
         if source != BC_TRANSFER:
             receipt_for_deposit(adv, deposit, treatment)
+        deposit_notify(adv, deposit, arrears_paid=to_arrears, cash=acc[Purpose.CASH].balance)
         if acc[Purpose.ARREARS].balance == 0:
             campaigns_resume(advertiser=adv)
     return deposit
+
+
+def deposit_notify(adv, deposit: Deposit, *, arrears_paid: Decimal, cash: Decimal) -> None:
+    """"Funds added" (R36), once per deposit: what came in, what it paid of the arrears and the
+    cash balance it leaves. Caller holds the advertiser lock, inside the deposit's transaction."""
+    cur = adv.currency
+
+    def money(x):
+        return f"{cur} {fmt(x, cur)}"
+
+    notify_many([Draft(adv, "deposit_received", f"deposit_received:{deposit.pk}", {
+        "amount": money(deposit.amount), "deposit_id": deposit.pk, "card": deposit.card_last4,
+        "from_bc": deposit.source == BC_TRANSFER, "tax": money(deposit.tax) if deposit.tax else "",
+        "charged": money(deposit.amount + deposit.tax), "arrears_paid": money(arrears_paid) if arrears_paid else "",
+        "cash": money(cash),
+    })])
 
 
 def campaigns_pause(*, advertiser) -> int:
@@ -120,11 +139,39 @@ def _pausable(advertiser_ids):
     return Campaign.objects.filter(advertiser_id__in=list(advertiser_ids), status=CampaignStatus.ACTIVE)
 
 
+def campaigns_paused_notify(advertisers: list, accounts: dict, tx_ids: dict) -> None:
+    """Tell the accounts a spend booking just took out of funds that their campaigns are paused
+    (R13, R27, R36): only on running out, not on every charge after it, and in one statement.
+    `accounts` are the booked balances by purpose; the key names the charge that ran out."""
+    from portal.models import BillingMethod
+
+    drafts = []
+    for adv in advertisers:
+        cur, acc = adv.currency, accounts[adv.pk]
+        owed = acc[Purpose.ARREARS].balance
+        if adv.billing_method == BillingMethod.MONTHLY_INVOICE:
+            drafts.append(Draft(adv, "campaigns_paused_credit_line", f"campaigns_paused:{tx_ids[adv.pk]}", {
+                "limit": f"{cur} {fmt(adv.credit_line_limit, cur)}",
+                "owed": f"{cur} {fmt(owed, cur)}" if owed else "",
+            }))
+        else:
+            drafts.append(Draft(adv, "campaigns_paused_arrears", f"campaigns_paused:{tx_ids[adv.pk]}", {
+                "owed": f"{cur} {fmt(owed, cur)}",
+            }))
+    notify_many(drafts)
+
+
 def campaigns_resume(*, advertiser) -> int:
-    """Campaigns paused by billing come back once the account owes nothing (R3, R13)."""
+    """Campaigns paused by billing come back once the account owes nothing (R3, R13); the
+    account is told when that resumed any (R36). Caller holds the advertiser lock, so a second
+    call finds nothing paused and tells nobody."""
     from portal.models import CampaignStatus
 
-    return advertiser.campaigns.filter(status=CampaignStatus.PAUSED_FUNDS).update(status=CampaignStatus.ACTIVE)
+    n = advertiser.campaigns.filter(status=CampaignStatus.PAUSED_FUNDS).update(status=CampaignStatus.ACTIVE)
+    if n:
+        notify_many([Draft(advertiser, "campaigns_resumed",
+                           f"campaigns_resumed:{advertiser.pk}:{timezone.now().timestamp()}", {"count": n})])
+    return n
 
 
 def cash_refund_refusal(advertiser, balances: dict) -> BusinessError | None:
@@ -145,9 +192,10 @@ def cash_refund_refusal(advertiser, balances: dict) -> BusinessError | None:
     return None
 
 
-def cash_refund(*, advertiser) -> Decimal:
+def cash_refund(*, advertiser, by=None, reason: str = "") -> Decimal:
     """Refund the whole unspent cash balance (R23): only in good standing; closes the account
-    and forfeits its credits (R8: credit itself is never refunded)."""
+    and forfeits its credits (R8: credit itself is never refunded). Audited: `by` is who asked
+    (the advertiser's admin, or staff with a `reason`)."""
     from portal.models import AdvertiserStatus, CampaignStatus
     from promotions.credits import credits_forfeit_postings
 
@@ -161,9 +209,15 @@ def cash_refund(*, advertiser) -> Decimal:
         p = Posting(kind=TxKind.REFUND, currency=adv.currency, amount=cash, lines=[], advertiser_id=adv.pk,
                     memo="Refund of unspent cash; account closed")
         p.move(debit=acc[Purpose.CASH], credit=acc[Purpose.SETTLEMENT], amount=cash)
-        ledger_post_many([p, *credits_forfeit_postings(advertiser=adv, accounts=acc, reason="account closed")])
+        forfeits = credits_forfeit_postings(advertiser=adv, accounts=acc, reason="account closed")
+        ledger_post_many([p, *forfeits])
         adv.status = AdvertiserStatus.CLOSED
         adv.save(update_fields=["status"])
+        audit_record(actor=by, action="cash_refund", advertiser=adv, target=f"advertiser {adv.pk}",
+                     reason=reason.strip() or "Refund of the unspent cash balance; the account is closed.",
+                     before={"status": AdvertiserStatus.ACTIVE, "cash_balance": fmt(cash, adv.currency)},
+                     after={"status": adv.status, "refunded": fmt(cash, adv.currency),
+                            "credits_forfeited": len(forfeits)})
         adv.campaigns.exclude(status=CampaignStatus.PAUSED).update(status=CampaignStatus.PAUSED)
         advertiser.status = adv.status
     return cash

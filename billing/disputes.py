@@ -70,4 +70,4 @@ def dispute_notify(dispute: Dispute) -> None:
         "credit_note": note.number if note else "",
         "amount": f"{note.currency} {fmt(note.total, note.currency)}" if note else "",
         "note": dispute.resolution,
-    }, f"/a/{dispute.advertiser_id}/payments/documents/")])
+    })])

@@ -197,7 +197,7 @@ def receipts_for_bills(pairs: list[tuple]) -> list[Document]:
     return documents_issue([
         document_build(
             advertiser=adv, kind=DocumentKind.RECEIPT, source_key=f"receipt:bill:{bill.pk}:{bill.collection}",
-            lines=[Line(f"Payment of {bill.get_kind_display().lower()} {bill.number or '#' + str(bill.pk)}"
+            lines=[Line(f"Payment of {bill.noun.lower()} {bill.label}"  # "threshold bill 3": decision 0031
                         + (f" · card ···· {bill.card_last4}" if bill.card_last4 else ""), bill.amount, bill.tax)],
             treatment=Treatment(bill.tax_rate, bill.tax_note), issued_at=bill.paid_at, bill=bill,
             billed_to=billed_to[adv.pk],

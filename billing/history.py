@@ -3,6 +3,12 @@
 Every function here runs a constant number of queries however many transactions, entries or
 credits exist: lists prefetch their entries with each entry's account and credit, and the spend
 chart is one aggregate grouped by day in SQL.
+
+Each listed transaction carries the cash balance after it (decision 0030): the ledger's balance of
+the advertiser's cash account as of the transaction, in the list's own order (date, then id), so
+each row's balance is the one below it plus the row's cash movement and the newest row's is the
+stored balance — whatever filter or page is shown. One query per page (or per CSV): the stored
+balance, read in the same statement as the cash movements newer than the rows, less those.
 """
 
 import re
@@ -10,12 +16,12 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 
-from django.db.models import Prefetch, Q, QuerySet, Sum
+from django.db.models import BooleanField, ExpressionWrapper, Prefetch, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from billing.models import DEBIT, LedgerEntry, LedgerTransaction, Purpose, TxKind
-from billing.money import ZERO, fmt, format_money
+from billing.models import CREDIT, DEBIT, NORMAL_SIDE, LedgerAccount, LedgerEntry, LedgerTransaction, Purpose, TxKind
+from billing.money import ZERO, fmt
 from billing.selectors import Balances, advertiser_balances
 
 # Where the money of a transaction came from, in the order the waterfall uses it (R10).
@@ -58,6 +64,7 @@ class TxRow:
     currency: str
     funding: list[FundingPart] = field(default_factory=list)
     direction: str = "out"  # in | out | neutral
+    cash_balance: Decimal | None = None  # the cash balance after it, as of its date (decision 0030)
 
     def part(self, key: str) -> Decimal:
         return sum((p.amount for p in self.funding if p.key == key), ZERO)
@@ -84,18 +91,23 @@ def _funding(tx: LedgerTransaction) -> list[FundingPart]:
         if deposit and deposit.card_last4:
             label = f"Card ···· {deposit.card_last4}"
         return [FundingPart("card" if source == "web" else source, label, tx.amount)]
-    entries = [e for e in tx.entries.all() if e.account.purpose in ADVERTISER_SIDE]
-    # Money leaving the advertiser's balances is debited from them; money arriving is credited.
-    chosen = [e for e in entries if e.side == DEBIT] or entries
-    sums: dict[str, Decimal] = {}
-    for e in chosen:
-        key = _entry_key(e)
+    sums: dict[str, dict[str, Decimal]] = {DEBIT: {}, CREDIT: {}}
+    for e in tx.entries.all():
+        key = _entry_key(e)  # None off the advertiser's side (revenue, expense, settlement, ...)
         if key:
-            sums[key] = sums.get(key, ZERO) + e.amount
-    return [FundingPart(k, FUNDING_LABELS[k], sums[k]) for k in FUNDING_ORDER if k in sums]
+            sums[e.side][key] = sums[e.side].get(key, ZERO) + e.amount
+    return _balance_parts(sums[DEBIT], sums[CREDIT])
 
 
-def transaction_row(tx: LedgerTransaction) -> TxRow:
+def _balance_parts(debited: dict[str, Decimal], credited: dict[str, Decimal]) -> list[FundingPart]:
+    """The advertiser's balances a transaction moved, by funding key, in waterfall order. Money
+    leaving them is debited from them, money arriving is credited: the debited parts if there are
+    any, else the credited ones. The page and the CSV both decide with this."""
+    sums = debited or credited
+    return [FundingPart(k, FUNDING_LABELS[k], sums[k]) for k in FUNDING_ORDER if sums.get(k)]
+
+
+def transaction_row(tx: LedgerTransaction, *, cash_balance: Decimal | None = None) -> TxRow:
     direction = "in" if tx.kind in MONEY_IN else "neutral" if tx.kind in NEUTRAL else "out"
     return TxRow(
         id=tx.pk,
@@ -107,6 +119,7 @@ def transaction_row(tx: LedgerTransaction) -> TxRow:
         currency=tx.currency,
         funding=_funding(tx),
         direction=direction,
+        cash_balance=cash_balance,
     )
 
 
@@ -114,19 +127,28 @@ def _day_start(d: date, tz) -> datetime:
     return datetime.combine(d, time.min, tzinfo=tz)
 
 
-def transactions_query(
-    *, advertiser, kind: str = "", date_from: date | None = None, date_to: date | None = None
-) -> QuerySet:
-    """The advertiser's ledger transactions, newest first, filtered by type and local dates."""
-    qs = LedgerTransaction.objects.filter(advertiser=advertiser, kind__in=ADVERTISER_KINDS)
+def _listed(*, advertiser, kind: str = "", date_from: date | None = None, date_to: date | None = None) -> Q:
+    """Which of the advertiser's transactions the list shows: its kinds, filtered by type and
+    local dates."""
+    q = Q(kind__in=ADVERTISER_KINDS)
     if kind:
-        qs = qs.filter(kind=kind)
+        q &= Q(kind=kind)
     if date_from:
-        qs = qs.filter(occurred_at__gte=_day_start(date_from, advertiser.tz))
+        q &= Q(occurred_at__gte=_day_start(date_from, advertiser.tz))
     if date_to:
-        qs = qs.filter(occurred_at__lt=_day_start(date_to + timedelta(days=1), advertiser.tz))
+        q &= Q(occurred_at__lt=_day_start(date_to + timedelta(days=1), advertiser.tz))
+    return q
+
+
+def transactions_filtered(*, advertiser, **filters) -> QuerySet:
+    """The advertiser's ledger transactions, filtered by type and local dates (unordered)."""
+    return LedgerTransaction.objects.filter(_listed(advertiser=advertiser, **filters), advertiser=advertiser)
+
+
+def transactions_query(**filters) -> QuerySet:
+    """The advertiser's ledger transactions, newest first, with what `transaction_row` reads."""
     return (
-        qs.select_related("campaign", "deposit")
+        transactions_filtered(**filters).select_related("campaign", "deposit")
         .prefetch_related(
             Prefetch("entries", queryset=LedgerEntry.objects.select_related("account__credit").order_by("pk"))
         )
@@ -135,24 +157,134 @@ def transactions_query(
 
 
 def transaction_rows(transactions) -> list[TxRow]:
-    return [transaction_row(tx) for tx in transactions]
+    """Rows for transactions of `transactions_query` (a page, in its order), each with the cash
+    balance after it: one query more, however many rows (`cash_balances_after`)."""
+    txs = list(transactions)
+    by_advertiser: dict[int, list[LedgerTransaction]] = {}
+    for tx in txs:
+        if tx.advertiser_id is not None:
+            by_advertiser.setdefault(tx.advertiser_id, []).append(tx)
+    after: dict[int, Decimal] = {}
+    for advertiser_id, listed in by_advertiser.items():  # one advertiser in every list we show
+        after.update(cash_balances_after(advertiser_id=advertiser_id, transactions=listed))
+    return [transaction_row(tx, cash_balance=after.get(tx.pk)) for tx in txs]
 
 
-CSV_HEADER = ["date", "transaction_id", "type", "campaign", "amount", "currency", *FUNDING_ORDER, "funding_source"]
+# --- the cash balance after each transaction (issue 13, decision 0030) -------------------------
+# The balance after a transaction T is the cash account's stored balance less every cash movement
+# of a transaction listed after T in the list's order (occurred_at, id) — the movements "newer"
+# than T. One statement reads the stored balance and those movements, so they are one snapshot
+# (a charge booked meanwhile is in both or in neither).
+_CASH_SIDE = NORMAL_SIDE[Purpose.CASH]  # the side that adds to the cash balance (credit)
+_OTHER_SIDE = DEBIT if _CASH_SIDE == CREDIT else CREDIT
+_CASH_SUMS = {f"{side}_cash": Sum("entries__amount", filter=Q(entries__account__purpose=Purpose.CASH,
+                                                               entries__side=side))
+              for side in (DEBIT, CREDIT)}
+
+
+def _cash_walk(*, advertiser_id: int, shown: Q, since: Q | None = None, fields=(), sums=None) -> QuerySet:
+    """The transactions `shown` selects, and every transaction that moved the advertiser's cash
+    (those `since` selects, if given), newest first, as values: `fields`, the entry sums `sums`
+    (which must hold the two `_CASH_SUMS`), `shown`, and `cash_now` (the stored cash balance).
+    `_with_cash_balance` walks it."""
+    cash = LedgerAccount.objects.filter(advertiser_id=advertiser_id, purpose=Purpose.CASH)
+    moved = Q(pk__in=LedgerEntry.objects.filter(account__in=cash).values("transaction_id"))
+    if since is not None:
+        moved &= since
+    return (
+        LedgerTransaction.objects.filter(shown | moved, advertiser_id=advertiser_id)
+        .values("pk", *fields)
+        .annotate(**(sums or _CASH_SUMS), shown=ExpressionWrapper(shown, output_field=BooleanField()),
+                  cash_now=Subquery(cash.values("balance")[:1]))
+        .order_by("-occurred_at", "-pk")
+    )
+
+
+def _with_cash_balance(rows):
+    """(row, cash balance after it) for each shown row of a `_cash_walk`, newest first."""
+    later = ZERO  # what the transactions newer than this row moved
+    for r in rows:
+        after = (r["cash_now"] or ZERO) - later
+        later += (r[f"{_CASH_SIDE}_cash"] or ZERO) - (r[f"{_OTHER_SIDE}_cash"] or ZERO)
+        if r["shown"]:
+            yield r, after
+
+
+def cash_balances_after(*, advertiser_id: int, transactions: list[LedgerTransaction]) -> dict[int, Decimal]:
+    """{transaction id: the advertiser's cash balance after it} for some of its transactions (a
+    page of any filter). One query, on the database the transactions were read from; it reads the
+    cash movements from the oldest of them on, so page 1 costs about its own length."""
+    if not transactions:
+        return {}
+    oldest = min(transactions, key=lambda t: (t.occurred_at, t.pk))
+    since = Q(occurred_at__gt=oldest.occurred_at) | Q(occurred_at=oldest.occurred_at, pk__gte=oldest.pk)
+    rows = _cash_walk(advertiser_id=advertiser_id, shown=Q(pk__in=[t.pk for t in transactions]), since=since)
+    return {r["pk"]: after for r, after in _with_cash_balance(rows.using(transactions[0]._state.db))}
+
+
+# --- the CSV export (issue 13, decision 0028) ---------------------------------------------------
+# Machine values only: `kind` is the transaction's type code, a column per waterfall source holds
+# what it paid, `funding_source` names the sources (several joined by "+", in waterfall order) and
+# `card_last4` the card of a card deposit or payment. The page's "credit" is `free_credit` here.
+CSV_NAMES = {"credit": "free_credit"}
+CSV_SOURCES = [CSV_NAMES.get(k, k) for k in FUNDING_ORDER]
+CSV_HEADER = ["date", "transaction_id", "type", "kind", "campaign", "amount", "currency", *CSV_SOURCES,
+              "funding_source", "card_last4", "cash_balance_after"]
+DEPOSIT_SOURCE_VALUES = {"web": "card", "api": "api", "bc_transfer": "bc_transfer"}
+
+# The entries `_entry_key` gives a funding key, as filters on a transaction's entries.
+_KEY_FILTERS = {
+    **{key: Q(entries__account__purpose=Purpose.PROMO_CREDIT, entries__account__credit__kind=kind)
+       for kind, key in CREDIT_KIND_KEY.items()},
+    **{purpose: Q(entries__account__purpose=purpose) for purpose in sorted(ADVERTISER_SIDE - {Purpose.PROMO_CREDIT})},
+}
+_SUMS = {f"{side}_{key}": Sum("entries__amount", filter=q & Q(entries__side=side))
+         for key, q in _KEY_FILTERS.items() for side in (DEBIT, CREDIT)}
+
+
+def _outside_source(kind: str, memo: str, deposit_source: str | None, deposit_card: str | None) -> tuple[str, str]:
+    """(funding_source, card_last4) of money that came from outside the balances: a deposit (by its
+    source) or a payment of a bill or invoice (the card in its memo, or a bank transfer)."""
+    if kind == TxKind.DEPOSIT:
+        source = deposit_source or "api"
+        return DEPOSIT_SOURCE_VALUES.get(source, source), deposit_card or ""
+    m = CARD_IN_MEMO.search(memo)
+    if m:
+        return "card", m.group(1)
+    return ("bank_transfer" if memo.startswith("Bank transfer") else "payment_method"), ""
 
 
 def transactions_csv_rows(*, advertiser, **filters):
-    """The header, then one row per transaction (local time, exact amounts, a column per funding
-    source). Reads in chunks of 500 with their entries: a constant number of queries per chunk."""
-
+    """The header, then one row per transaction, newest first, in the advertiser's local time with
+    exact amounts and the cash balance after each. One query however long the history: the
+    database sums each transaction's funding parts (one group per transaction, no entry or account
+    becomes a model instance) and reads the stored cash balance with them; the rows stream from a
+    server-side cursor on PostgreSQL. Transactions that moved cash but are filtered out are read
+    too (the balance counts them), not written."""
     cur, tz = advertiser.currency, advertiser.tz
+    labels = dict(TxKind.choices)
+    zero = fmt(ZERO, cur)
     yield CSV_HEADER
-    for tx in transactions_query(advertiser=advertiser, **filters).iterator(chunk_size=500):
-        row = transaction_row(tx)
+    rows = _cash_walk(
+        advertiser_id=advertiser.pk, shown=_listed(advertiser=advertiser, **filters), sums=_SUMS,
+        fields=("occurred_at", "kind", "campaign__name", "amount", "memo", "deposit__source", "deposit__card_last4"),
+    )
+    for r, cash_after in _with_cash_balance(rows.iterator(chunk_size=2000)):
+        kind, card_last4 = r["kind"], ""
+        if kind in (TxKind.DEPOSIT, TxKind.PAYMENT):
+            parts = []
+            source, card_last4 = _outside_source(kind, r["memo"], r["deposit__source"], r["deposit__card_last4"])
+        else:
+            parts = _balance_parts({k: r[f"{DEBIT}_{k}"] for k in _KEY_FILTERS if r[f"{DEBIT}_{k}"]},
+                                   {k: r[f"{CREDIT}_{k}"] for k in _KEY_FILTERS if r[f"{CREDIT}_{k}"]})
+            source = "+".join(CSV_NAMES.get(p.key, p.key) for p in parts)
+        paid = {p.key: p.amount for p in parts}
+        direction_out = kind not in MONEY_IN and kind not in NEUTRAL
         yield [
-            timezone.localtime(row.occurred_at, tz).isoformat(timespec="seconds"), row.id, row.label, row.campaign,
-            fmt(row.amount, cur), cur, *(fmt(row.part(k), cur) for k in FUNDING_ORDER),
-            " · ".join(f"{p.label} {format_money(p.amount, cur)}" for p in row.funding),
+            timezone.localtime(r["occurred_at"], tz).isoformat(timespec="seconds"), r["pk"], labels.get(kind, kind),
+            kind, r["campaign__name"] or "", fmt(-r["amount"] if direction_out else r["amount"], cur), cur,
+            *(fmt(paid[k], cur) if k in paid else zero for k in FUNDING_ORDER), source, card_last4,
+            fmt(cash_after, cur),
         ]
 
 

@@ -21,6 +21,7 @@ from billing.models import (
     Bill,
     BillKind,
     BillStatus,
+    Document,
     DocumentKind,
     InvoiceCounter,
     LedgerEntry,
@@ -28,7 +29,7 @@ from billing.models import (
     Purpose,
     TxKind,
 )
-from billing.documents import Line, document_build, document_issue
+from billing.documents import Line, amount_due, document_build, document_issue, with_state
 from billing.money import ZERO, fmt
 from billing.tax import tax_for
 
@@ -146,10 +147,30 @@ def issue_monthly_invoices(*, at: datetime | None = None, chunk: int = 200) -> d
     for adv_id in set(overdue.values_list("advertiser_id", flat=True)):
         with transaction.atomic():
             adv = lock_advertisers([adv_id])[adv_id]
-            n = overdue.filter(advertiser=adv).update(status=BillStatus.OVERDUE)
+            late = list(overdue.filter(advertiser=adv).select_for_update().order_by("pk"))
+            n = Bill.objects.filter(pk__in=[b.pk for b in late]).update(status=BillStatus.OVERDUE)
             campaigns_pause(advertiser=adv)
+            _notify_overdue(adv, late)
             counts["overdue"] += n
     return counts
+
+
+def _notify_overdue(adv, bills: list[Bill]) -> None:
+    """"Invoice … is overdue: delivery is paused" (R27, R36), once per invoice: the job marks an
+    invoice overdue once, and the key is the invoice's."""
+    from portal.notifications import Draft, notify_many
+
+    docs = {d.bill_id: d for d in with_state(Document.objects.filter(kind=DocumentKind.INVOICE, bill__in=bills))}
+    owed = {bill.pk: amount_due(docs[bill.pk]) if bill.pk in docs else bill.charge_amount for bill in bills}
+    notify_many([
+        Draft(adv, "invoice_overdue", f"invoice_overdue:{bill.pk}", {
+            "amount": f"{bill.currency} {fmt(owed[bill.pk], bill.currency)}",
+            "number": bill.number,
+            "bill_id": bill.pk,
+            "due": bill.due_at.astimezone(adv.tz).strftime("%b %-d, %Y"),
+        })
+        for bill in bills
+    ], skip_existing=True)
 
 
 def _notify_invoices(issued) -> None:
@@ -162,6 +183,6 @@ def _notify_invoices(issued) -> None:
             "bill_id": bill.pk,
             "month": bill.period_start.astimezone(adv.tz).strftime("%B %Y"),
             "due": bill.due_at.astimezone(adv.tz).strftime("%b %-d, %Y"),
-        }, f"/a/{adv.pk}/payments/bills/{bill.pk}/")
+        })
         for adv, bill in issued
     ])

@@ -10,7 +10,10 @@ to zero per currency (see migration 0002).
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
+
+from billing.money import fmt
 
 DEBIT = "D"
 CREDIT = "C"
@@ -141,7 +144,7 @@ class LedgerTransaction(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"#{self.pk} {self.kind} {self.amount} {self.currency}"
+        return f"#{self.pk} {self.kind} {fmt(self.amount, self.currency)} {self.currency}"
 
 
 class LedgerEntry(models.Model):
@@ -281,7 +284,12 @@ class Bill(models.Model):
 
     advertiser = models.ForeignKey("portal.Advertiser", on_delete=models.PROTECT, related_name="bills")
     kind = models.CharField(max_length=16, choices=BillKind.choices)
-    number = models.CharField(max_length=32, null=True, blank=True, unique=True)
+    number = models.CharField(max_length=32, null=True, blank=True, unique=True)  # a monthly invoice's (R27)
+    # An automatic bill's number in its account: 1, 2, 3… in the order the account's bills were
+    # made, no gaps (decision 0031). Taken holding the advertiser's lock (`Bill.save`,
+    # `bills_number`); the unique constraint turns a caller without it into an error, never a
+    # duplicate. None for a monthly invoice, which has `number`.
+    seq = models.PositiveIntegerField("number in account", null=True, blank=True, editable=False)
     amount = models.DecimalField(max_digits=20, decimal_places=4)
     currency = models.CharField(max_length=3)
     # For an invoice: how much of `amount` was funded by the credit line, the rest was arrears.
@@ -315,6 +323,12 @@ class Bill(models.Model):
                 condition=Q(kind__in=["bill_date", "monthly_invoice"]),
                 name="bill_one_per_period",
             ),
+            models.UniqueConstraint(fields=["advertiser", "seq"], name="bill_seq_per_advertiser"),
+            models.CheckConstraint(
+                condition=Q(kind="monthly_invoice", seq__isnull=True)
+                | (~Q(kind="monthly_invoice") & Q(seq__isnull=False, seq__gte=1)),
+                name="bill_seq_iff_automatic",
+            ),
         ]
         indexes = [
             models.Index(fields=["advertiser", "-issued_at"], name="bill_adv_issued"),
@@ -322,7 +336,31 @@ class Bill(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.get_kind_display()} {self.number}" if self.number else f"{self.get_kind_display()} #{self.pk}"
+        return self.title
+
+    def save(self, *args, **kwargs):
+        """A new automatic bill takes the next number of its account in its own INSERT (no extra
+        statement; RETURNING brings it back). The caller holds the advertiser's lock."""
+        if self._state.adding and self.seq is None and self.kind != BillKind.MONTHLY_INVOICE:
+            self.seq = next_seq(self.advertiser_id)
+        super().save(*args, **kwargs)
+
+    @property
+    def label(self) -> str:
+        """What the account calls the bill: "ADC-000123" for an invoice, "3" for its 3rd automatic bill."""
+        if self.is_invoice or self.seq is None:
+            return self.number or f"#{self.pk}"
+        return str(self.seq)
+
+    @property
+    def noun(self) -> str:
+        """"Invoice", "Threshold bill", or "Bill" (a bill date's or a billing method change's)."""
+        return {BillKind.MONTHLY_INVOICE: "Invoice", BillKind.THRESHOLD: "Threshold bill"}.get(self.kind, "Bill")
+
+    @property
+    def title(self) -> str:
+        """"Invoice ADC-000123", "Threshold bill 3", "Bill 4" (decision 0031)."""
+        return f"{self.noun} {self.label}"
 
     @property
     def charge_key(self) -> str:
@@ -337,6 +375,24 @@ class Bill(models.Model):
     def charge_amount(self):
         """What the card is charged: the bill and its tax (R38)."""
         return self.amount + self.tax
+
+
+def next_seq(advertiser_id: int, *, offset: int = 1):
+    """The number `offset` places after the account's last automatic bill, as an expression for
+    the INSERT (computed by the database as it inserts, under the caller's advertiser lock)."""
+    last = Bill.objects.filter(advertiser_id=advertiser_id).order_by().values("advertiser_id").annotate(
+        last=models.Max("seq")).values("last")
+    return Coalesce(models.Subquery(last), 0) + offset
+
+
+def bills_number(bills: list["Bill"]) -> None:
+    """Give new automatic bills (made together, caller holding their advertisers' locks) the next
+    numbers of their accounts, in list order: one query, however many bills and accounts."""
+    ids = {b.advertiser_id for b in bills}
+    last = dict(Bill.objects.filter(advertiser_id__in=ids).order_by().values("advertiser_id")
+                .annotate(last=models.Max("seq")).values_list("advertiser_id", "last")) if ids else {}
+    for bill in bills:
+        bill.seq = last[bill.advertiser_id] = (last.get(bill.advertiser_id) or 0) + 1
 
 
 class InvoiceCounter(models.Model):
@@ -440,7 +496,7 @@ class BCTransfer(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.transfer_type} {self.amount} · bc {self.business_center_id} ↔ adv {self.advertiser_id}"
+        return f"{self.transfer_type} #{self.pk} · bc {self.business_center_id} ↔ adv {self.advertiser_id}"
 
 
 class Chargeback(models.Model):

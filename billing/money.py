@@ -72,7 +72,7 @@ def parse_amount(value, currency: str, *, field: str = "amount", allow_zero: boo
     elif isinstance(value, str) and len(value) <= 40 and AMOUNT_SYNTAX.fullmatch(value):
         amount = Decimal(value)
     elif isinstance(value, str) and value.startswith("-") and AMOUNT_SYNTAX.fullmatch(value[1:41]):
-        raise BadInput("invalid_amount", f"{field} must be positive, got {value}.")
+        raise BadInput("invalid_amount", f"{field} must be {'zero or more' if allow_zero else 'positive'}, got {value}.")
     else:
         shown = repr(value[:40]) if isinstance(value, str) else type(value).__name__
         raise BadInput("invalid_amount", f"{field} {shown} is not a decimal number written like \"12.50\".")
@@ -85,7 +85,7 @@ def parse_amount(value, currency: str, *, field: str = "amount", allow_zero: boo
             f"{field} {value} has more decimal places than {currency} allows ({places}).",
         )
     if amount < 0:
-        raise BadInput("invalid_amount", f"{field} must be positive, got {value}.")
+        raise BadInput("invalid_amount", f"{field} must be {'zero or more' if allow_zero else 'positive'}, got {value}.")
     if amount == 0 and not allow_zero:
         raise BadInput("invalid_amount", f"{field} must be greater than zero.")
     if amount >= Decimal("1e15"):

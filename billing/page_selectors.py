@@ -28,13 +28,14 @@ BANNER_BILLS = 5
 
 
 def bill_label(bill: Bill) -> str:
-    """What the advertiser calls a bill: the invoice number, or "#<id>" for an automatic bill."""
-    return bill.number or f"#{bill.pk}"
+    """What the advertiser calls a bill: the invoice number, or an automatic bill's number in the
+    account ("3": the account's 3rd bill; decision 0031)."""
+    return bill.label
 
 
 def bill_title(bill: Bill) -> str:
-    """"Invoice ADC-000001", "Threshold bill #12"."""
-    return f"Invoice {bill.number}" if bill.is_invoice and bill.number else f"{bill.get_kind_display()} #{bill.pk}"
+    """"Invoice ADC-000001", "Threshold bill 3", "Bill 4"."""
+    return bill.title
 
 
 def _local_day(at: datetime | None, tz):

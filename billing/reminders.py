@@ -62,4 +62,4 @@ def _draft(doc: Document, at: datetime) -> Draft | None:
     return Draft(adv, "invoice_reminder", f"invoice_reminder:{doc.pk}:{step}", {
         "number": doc.number, "amount": f"{cur} {fmt(owed, cur)}", "when": when, "step": step,
         "due": f"{due_on:%b} {due_on.day}, {due_on.year}",
-    }, f"/a/{adv.pk}/payments/documents/")
+    })

@@ -18,7 +18,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from billing.deposits import campaigns_pause_rider
+from billing.deposits import campaigns_pause_rider, campaigns_paused_notify
 from billing.ledger import AccountRef, Posting, Rider, advertiser_accounts, ledger_write, lock_advertisers
 from billing.models import DEBIT, LedgerAccount, Purpose, SpendEvent, SpendKind, TxKind
 from billing.money import ZERO, parse_amount
@@ -335,6 +335,17 @@ def _events_rider(fresh: list[SpendIn]) -> Rider:
     )
 
 
+def _was_out_of_funds(adv, acc) -> bool:
+    """Before the booking (its balances not yet moved): in arrears, or an invoiced account whose
+    credit line was used up — its campaigns were paused already."""
+    from portal.models import BillingMethod
+
+    if acc[Purpose.ARREARS].balance > 0:
+        return True
+    used_up = acc[Purpose.CREDIT_LINE].balance >= adv.credit_line_limit
+    return adv.billing_method == BillingMethod.MONTHLY_INVOICE and used_up
+
+
 def spend_record_batch(*, events) -> list[SpendResult]:
     """Validate, allocate and book a batch of spend events (raw dicts from any door).
 
@@ -420,9 +431,11 @@ def spend_record_batch(*, events) -> list[SpendResult]:
                 or (adv.billing_method == BillingMethod.MONTHLY_INVOICE and funds[pk].credit_line_available <= 0
                     and pk in charged)
             )
+            # R36: told once, by the booking that runs an account out, not by every charge after it
+            ran_out = [advertisers[pk] for pk in out_of_funds if not _was_out_of_funds(advertisers[pk], accounts[pk])]
             try:
-                ledger_write(postings, riders=(_events_rider(fresh), credits_used_up_rider(spent),
-                                               campaigns_pause_rider(out_of_funds)))
+                tx_ids = ledger_write(postings, riders=(_events_rider(fresh), credits_used_up_rider(spent),
+                                                        campaigns_pause_rider(out_of_funds)))
             except IntegrityError as e:
                 # R15: a concurrent request booked one of these event_ids after our check. Requests
                 # for the same advertiser are serialised by its lock, so that request was for
@@ -433,6 +446,8 @@ def spend_record_batch(*, events) -> list[SpendResult]:
                     "event_id_conflict",
                     "An event_id in this batch was just used for a different charge by another request.",
                 ) from e
+            if ran_out:
+                campaigns_paused_notify(ran_out, accounts, {it.advertiser_id: tx for it, tx in zip(fresh, tx_ids)})
             ladder = [(it.advertiser_id, it.campaign, it.occurred_at, allocations[it.event_id])
                       for it in fresh if it.kind == SpendKind.AD_SPEND and it.advertiser_id in world.enrolled]
             if ladder:

@@ -15,10 +15,11 @@ from django.utils import timezone
 from billing.autopay import autopay_setup, bill_collect, bill_create, threshold_set
 from billing.ledger import advertiser_accounts, lock_advertisers
 from billing.models import Bill, BillKind, BillStatus, PaymentMethod, Purpose, ThresholdChange
-from billing.money import parse_amount
+from billing.money import fmt, parse_amount
 from portal import inputs
 from portal.errors import BadInput, BusinessError
 from portal.models import AdvertiserStatus, BillingMethod
+from portal.notifications import Draft, notify_many
 
 ALLOWED = {
     (BillingMethod.MANUAL, BillingMethod.AUTOMATIC),
@@ -36,6 +37,38 @@ class Switched:
     bill: Bill | None
 
 
+def switch_refusal(adv, billing_method: str, *, accounts: dict | None = None) -> BusinessError | None:
+    """Why the account may not switch to `billing_method` now (R28), or None. The one list of
+    conditions: the switch checks it under the advertiser's lock, the Billing method page shows
+    it before anyone clicks."""
+    old = adv.billing_method
+    if old == billing_method:
+        return BusinessError("billing_method_unchanged", f"The account already uses {adv.get_billing_method_display().lower()}.")
+    if billing_method == BillingMethod.MANUAL:
+        return BusinessError("switch_to_manual_not_allowed", "An account never switches back to manual payment.")
+    if (old, billing_method) not in ALLOWED:
+        return BusinessError(
+            "switch_not_allowed",
+            f"Switching from {adv.get_billing_method_display().lower()} to "
+            f"{BillingMethod(billing_method).label.lower()} is not allowed.",
+        )
+    if adv.status != AdvertiserStatus.ACTIVE:
+        return BusinessError("account_not_active", f"A {adv.status} account cannot change its billing method.")
+    if billing_method == BillingMethod.MONTHLY_INVOICE:
+        if not adv.invoicing_eligible:
+            return BusinessError("invoicing_not_eligible", "Monthly invoicing needs staff approval for this account.")
+        if adv.credit_line_limit <= 0:
+            return BusinessError("no_credit_line", "Staff must set a credit line before the account moves to invoicing.")
+    if billing_method == BillingMethod.AUTOMATIC and not PaymentMethod.objects.filter(advertiser=adv).exists():
+        return BusinessError("payment_method_required", "Add a payment method before switching to automatic payment.")
+    accounts = accounts or advertiser_accounts([adv.pk])[adv.pk]
+    if accounts[Purpose.ARREARS].balance > 0:
+        return BusinessError("arrears_outstanding", "Pay the arrears with a deposit before switching.")
+    if Bill.objects.filter(advertiser=adv, status__in=[BillStatus.FAILED, BillStatus.OVERDUE]).exists():
+        return BusinessError("bills_outstanding", "Pay the failed bills before switching.")
+    return None
+
+
 def billing_method_switch(*, advertiser, billing_method: str, at=None) -> Switched:
     at = at or timezone.now()
     if billing_method not in BillingMethod.values:
@@ -44,30 +77,10 @@ def billing_method_switch(*, advertiser, billing_method: str, at=None) -> Switch
     with transaction.atomic():
         adv = lock_advertisers([advertiser.pk])[advertiser.pk]
         old = adv.billing_method
-        if old == billing_method:
-            raise BusinessError("billing_method_unchanged", f"The account already uses {adv.get_billing_method_display().lower()}.")
-        if billing_method == BillingMethod.MANUAL:
-            raise BusinessError("switch_to_manual_not_allowed", "An account never switches back to manual payment.")
-        if (old, billing_method) not in ALLOWED:
-            raise BusinessError(
-                "switch_not_allowed",
-                f"Switching from {adv.get_billing_method_display().lower()} to "
-                f"{BillingMethod(billing_method).label.lower()} is not allowed.",
-            )
-        if adv.status != AdvertiserStatus.ACTIVE:
-            raise BusinessError("account_not_active", f"A {adv.status} account cannot change its billing method.")
-        if billing_method == BillingMethod.MONTHLY_INVOICE:
-            if not adv.invoicing_eligible:
-                raise BusinessError("invoicing_not_eligible", "Monthly invoicing needs staff approval for this account.")
-            if adv.credit_line_limit <= 0:
-                raise BusinessError("no_credit_line", "Staff must set a credit line before the account moves to invoicing.")
-        if billing_method == BillingMethod.AUTOMATIC and not PaymentMethod.objects.filter(advertiser=adv).exists():
-            raise BusinessError("payment_method_required", "Add a payment method before switching to automatic payment.")
         accounts = advertiser_accounts([adv.pk])[adv.pk]
-        if accounts[Purpose.ARREARS].balance > 0:
-            raise BusinessError("arrears_outstanding", "Pay the arrears with a deposit before switching.")
-        if Bill.objects.filter(advertiser=adv, status__in=[BillStatus.FAILED, BillStatus.OVERDUE]).exists():
-            raise BusinessError("bills_outstanding", "Pay the failed bills before switching.")
+        refusal = switch_refusal(adv, billing_method, accounts=accounts)
+        if refusal:
+            raise refusal
         if old == BillingMethod.AUTOMATIC and accounts[Purpose.ACCRUED].balance > 0:
             switch_bill = bill_create(advertiser=adv, accounts=accounts, kind=BillKind.SWITCH,
                                       amount=accounts[Purpose.ACCRUED].balance, at=at)
@@ -75,10 +88,30 @@ def billing_method_switch(*, advertiser, billing_method: str, at=None) -> Switch
         adv.save(update_fields=["billing_method"])
         if billing_method == BillingMethod.AUTOMATIC:
             autopay_setup(advertiser=adv, at=at)
+        _notify_switch(adv, old, accounts, billed=switch_bill is not None)
     if switch_bill is not None:
         switch_bill = bill_collect(bill_id=switch_bill.pk, at=at)
     advertiser.refresh_from_db()
     return Switched(advertiser=advertiser, bill=switch_bill)
+
+
+def _notify_switch(adv, old: str, accounts: dict, *, billed: bool) -> None:
+    """"Your billing method is now …" (R28, R36). A method is never switched back to, so the key
+    (account, from, to) names the one switch."""
+    cur = adv.currency
+
+    def money(x):
+        return f"{cur} {fmt(x, cur)}" if x is not None else ""
+
+    pm = PaymentMethod.objects.filter(advertiser=adv).first()
+    next_bill = adv.next_bill_at.astimezone(adv.tz).strftime("%b %-d, %Y") if adv.next_bill_at else ""
+    notify_many([Draft(adv, "billing_method_changed", f"billing_method_changed:{adv.pk}:{old}:{adv.billing_method}", {
+        "method": adv.get_billing_method_display().lower(), "new": adv.billing_method,
+        "old": BillingMethod(old).label.lower(), "threshold": money(adv.billing_threshold), "next_bill": next_bill,
+        "card": pm.last4 if pm else "", "credit_line": money(adv.credit_line_limit),
+        "cash": money(accounts[Purpose.CASH].balance) if accounts[Purpose.CASH].balance > 0 else "",
+        "billed": billed,  # the spend accrued on automatic payment was billed at the switch
+    })])
 
 
 def billing_settings_set(*, advertiser, billing_threshold=None, bill_cycle=None, credit_line_limit=None,

@@ -38,6 +38,7 @@ from billing.forms import (
 from billing.gateway import SandboxGateway, get_gateway
 from billing.history import payments_overview, transaction_rows, transactions_csv_rows, transactions_query
 from billing.document_pdf import document_pdf
+from billing.documents import with_state
 from billing.invoice_pdf import invoice_pdf
 from billing.ledger import advertiser_accounts
 from billing.models import Bill, BillKind, BillStatus, Document, PaymentMethod, Purpose
@@ -59,7 +60,7 @@ from billing.page_selectors import (
     invoice_document,
     switch_options,
 )
-from billing.switching import billing_method_switch
+from billing.switching import billing_method_switch, switch_refusal
 from billing.templatetags.money import format_money
 from billing.topups import card_deposit_create
 from portal.errors import BusinessError, Forbidden, NotFound
@@ -320,7 +321,7 @@ def bc_documents(request, bc_id):
 def document_pdf_view(request, advertiser_id, document_id):
     advertiser, role = advertiser_for_request(request, advertiser_id, need="payments_read")
     doc = get_object_or_404(
-        Document.objects.select_related("bill", "refers_to").prefetch_related("corrections", "payments"),
+        with_state(Document.objects.select_related("refers_to")),
         pk=document_id, advertiser=advertiser,
     )
     response = HttpResponse(document_pdf(document_row(doc, tz=advertiser.tz), advertiser=advertiser),
@@ -383,6 +384,8 @@ def billing_method(request, advertiser_id):
             initial={"billing_method": option.target}, auto_id=f"id_{option.target}_%s"
         )
         option.refusal = refusal if mine else None
+        # why it cannot be done now, said before anyone clicks (the switch's own conditions)
+        option.blocked = None if option.refusal else switch_refusal(advertiser, option.target)
     context = {
         "advertiser": advertiser,
         "role": role,

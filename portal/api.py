@@ -11,9 +11,11 @@ import json
 
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, HttpResponseNotAllowed
+from django.shortcuts import render
 from ninja import NinjaAPI, Router, Status
 from ninja.parser import Parser
 from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.openapi.docs import Swagger
 
 from portal import inputs
 from portal.api_auth import require_staff, token_auth
@@ -80,6 +82,24 @@ class PortalParser(Parser):
         return inputs.json_body(request.body)
 
 
+class VendoredSwagger(Swagger):
+    """The readable API reference at /api/v1/docs (decision 0028). ninja's own page loads Swagger UI
+    from a CDN with an inline script (ninja is not an installed app here), which the portal's CSP
+    refuses; this one loads swagger-ui-dist vendored from the npm registry in
+    static/vendor/swagger-ui/ and starts it from static/js/api-docs.js, with its settings in a JSON
+    block. It is public, like the OpenAPI document it shows."""
+
+    template = "portal/api_docs.html"
+    default_settings = {
+        **Swagger.default_settings,
+        "validatorUrl": None,  # no badge image from validator.swagger.io (the CSP allows no other origin)
+    }
+
+    def render_page(self, request, api, **kwargs):
+        settings = {**self.settings, "url": self.get_openapi_url(api, kwargs)}
+        return render(request, self.template, {"api": api, "swagger_settings": settings})
+
+
 api = PortalAPI(
     title="Ad Credit & Billing Portal API",
     version="1",
@@ -92,9 +112,8 @@ api = PortalAPI(
     urls_namespace="api",
     auth=token_auth,
     parser=PortalParser(),
-    # ninja's interactive docs page loads Swagger UI from a CDN with an inline script: the portal
-    # uses no CDN and its CSP forbids both. The OpenAPI document itself stays at /openapi.json.
-    docs_url=None,
+    docs=VendoredSwagger(),
+    docs_url="/docs",
 )
 
 

@@ -34,6 +34,9 @@ class BCMembership(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["user", "business_center"], name="bc_membership_unique")]
 
+    def __str__(self) -> str:
+        return f"{self.user} · {self.role} of {self.business_center}"
+
 
 class BillingMethod(models.TextChoices):
     MANUAL = "manual", "Manual payment"

@@ -1,5 +1,9 @@
 """Notifications (SPEC R36): one record per event, emailed once after the transaction commits.
 
+`KINDS` is the list of what is notified: per kind its subject, its button (label and link) and its
+footer, defined once; the body is `templates/emails/<kind>.txt`, the same in the email and in the
+notification centre.
+
 `notify_many` is called inside the transaction that made the change: it inserts the rows in one
 statement and queues one task to email them with `transaction.on_commit`, so a rolled-back change
 never sends mail. The unique `key` makes each event exactly-once; `notification_send_email`
@@ -24,22 +28,67 @@ from portal.models import Notification, Role
 log = logging.getLogger("portal.notifications")
 RELAY_AFTER = timedelta(minutes=1)  # a notice unsent this long after it was written is sent by the job
 
-SUBJECTS = {
-    "credit_issued": "You received {amount} in ad credit",
-    "credit_expiring": "{amount} of ad credit expires on {date}",
-    "credit_expired": "{amount} of ad credit expired",
-    "bill_paid": "Payment received: {amount} for {bill_label} {number}",
-    "payment_failed": "Payment failed: {amount} for {bill_label} {number}",
-    "invoice_issued": "Invoice {number} for {month}: {amount} due {due}",
-    "credit_frozen": "Your ad credit has been frozen",
-    "appeal_received": "We received your appeal #{appeal_id}",
-    "appeal_decided": "Your appeal #{appeal_id} was {decision}",
-    "credit_withdrawn": "{amount} of ad credit was withdrawn",
-    "chargeback": "A card payment of {amount} was charged back",
-    "credit_note_issued": "Credit note {number} for {document}: {amount}",
-    "invoice_reminder": "Reminder: invoice {number}, {amount} {when}",
-    "dispute_decided": "Your dispute of invoice {document} was {decision}",
+PROMOTIONS = "/a/{advertiser_id}/payments/promotions/"
+PAYMENTS = "/a/{advertiser_id}/payments/"
+BILL = "/a/{advertiser_id}/payments/bills/{bill_id}/"
+BILLS = "/a/{advertiser_id}/payments/bills/"
+DOCUMENTS = "/a/{advertiser_id}/payments/documents/"
+CREDIT_FOOTER = "Ad credit is a non-cash balance: it cannot be transferred, withdrawn or refunded, and it expires."
+PAYMENTS_FOOTER = "You get this email as an admin or finance member of the ad account."
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What one kind of notification says and where its button leads: the subject (formatted with
+    the notification's context), the button's label and link (formatted with `advertiser_id` and
+    the context), and the email's footer. The body is `templates/emails/<kind>.txt`."""
+
+    subject: str
+    button: str
+    link: str
+    footer: str = PAYMENTS_FOOTER
+
+
+KINDS = {
+    # credit and freeze (R36)
+    "credit_issued": Kind("You received {amount} in ad credit", "Open Promotions", PROMOTIONS, CREDIT_FOOTER),
+    "credit_expiring": Kind("{amount} of ad credit expires on {date}", "Open Promotions", PROMOTIONS, CREDIT_FOOTER),
+    "credit_expired": Kind("{amount} of ad credit expired", "Open Promotions", PROMOTIONS, CREDIT_FOOTER),
+    "credit_withdrawn": Kind("{amount} of ad credit was withdrawn", "Open Promotions", PROMOTIONS, CREDIT_FOOTER),
+    "credit_frozen": Kind("Your ad credit has been frozen", "Open Promotions", PROMOTIONS, CREDIT_FOOTER),
+    "credit_unfrozen": Kind("Your ad credit is usable again", "Open Promotions", PROMOTIONS, CREDIT_FOOTER),
+    "appeal_received": Kind("We received your appeal #{appeal_id}", "View appeal", PROMOTIONS, CREDIT_FOOTER),
+    "appeal_decided": Kind("Your appeal #{appeal_id} was {decision}", "Open Promotions", PROMOTIONS, CREDIT_FOOTER),
+    # money in, bills and invoices
+    "deposit_received": Kind("Funds added: {amount}", "View transactions", PAYMENTS + "transactions/"),
+    "bill_paid": Kind("Payment received: {amount} for {bill_label} {number}", "View bill", BILL),
+    "payment_failed": Kind("Payment failed: {amount} for {bill_label} {number}", "Review and pay", BILL),
+    "chargeback": Kind("A card payment of {amount} was charged back", "Open Payments", PAYMENTS),
+    "invoice_issued": Kind("Invoice {number} for {month}: {amount} due {due}", "View invoice", BILL),
+    "invoice_reminder": Kind("Reminder: invoice {number}, {amount} {when}", "View documents", DOCUMENTS),
+    "invoice_overdue": Kind("Invoice {number} is overdue: delivery is paused", "View invoice", BILL),
+    "credit_note_issued": Kind("Credit note {number} for {document}: {amount}", "View documents", DOCUMENTS),
+    "dispute_decided": Kind("Your dispute of invoice {document} was {decision}", "View documents", DOCUMENTS),
+    # delivery stopped or restarted by billing (R13, R27; after failed payments, R26, and an overdue
+    # invoice, the payment_failed and invoice_overdue emails say it)
+    "campaigns_paused_arrears": Kind("Your campaigns are paused: add funds to resume", "Add funds",
+                                     PAYMENTS + "add-funds/"),
+    "campaigns_paused_credit_line": Kind("Your credit line is used up: campaigns are paused", "View invoices", BILLS),
+    "campaigns_resumed": Kind("Your campaigns are delivering again", "View campaigns", "/a/{advertiser_id}/campaigns/"),
+    # billing settings (R25, R28)
+    "threshold_changed": Kind("Your billing threshold is now {new}", "Open Payments", PAYMENTS),
+    "billing_method_changed": Kind("Your billing method is now {method}", "View billing method",
+                                   PAYMENTS + "billing-method/"),
 }
+
+
+def kind_link(kind: str, advertiser_id: int, context: dict) -> str:
+    return KINDS[kind].link.format(advertiser_id=advertiser_id, **context)
+
+
+def kind_button(kind: str) -> str:
+    """The label of the notification's button (email) and link (notification centre)."""
+    return KINDS[kind].button if kind in KINDS else "Open"
 
 
 @dataclass
@@ -47,8 +96,7 @@ class Draft:
     advertiser: object
     kind: str
     key: str
-    context: dict = field(default_factory=dict)  # JSON-serialisable
-    link: str = ""
+    context: dict = field(default_factory=dict)  # JSON-serialisable; formats the kind's subject and link
 
 
 def notify_many(drafts: list[Draft], *, skip_existing: bool = False) -> list[int]:
@@ -65,9 +113,9 @@ def notify_many(drafts: list[Draft], *, skip_existing: bool = False) -> list[int
                 advertiser=d.advertiser,
                 kind=d.kind,
                 key=d.key,
-                subject=SUBJECTS[d.kind].format(**d.context)[:200],
+                subject=KINDS[d.kind].subject.format(**d.context)[:200],
                 context=d.context,
-                link=d.link,
+                link=kind_link(d.kind, d.advertiser.pk, d.context),
             )
             for d in drafts
         ],
@@ -139,9 +187,11 @@ def notification_send_email(*, notification_id: int) -> bool:
     if not to:
         return False
     body = render_body(note)
-    html = render_to_string(
-        "emails/base.html", {"subject": note.subject, "body": body, "link": note.link, "site_url": settings.SITE_URL}
-    )
+    kind = KINDS[note.kind]
+    html = render_to_string("emails/base.html", {
+        "subject": note.subject, "body": body, "link": note.link, "button": kind.button, "footer": kind.footer,
+        "site_url": settings.SITE_URL,
+    })
     message = EmailMultiAlternatives(note.subject, body, settings.DEFAULT_FROM_EMAIL, to)
     message.attach_alternative(html, "text/html")
     try:

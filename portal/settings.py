@@ -195,8 +195,18 @@ if MAILERS["default"]["BACKEND"] == _SMTP_BACKEND:
         "password": env.str("MAIL_PASSWORD", default=None),
         "use_tls": env.bool("MAIL_USE_TLS", default=False),
     }
+elif MAILERS["default"]["BACKEND"] == "django.core.mail.backends.filebased.EmailBackend":
+    # `make run` writes emails to files rather than flood its console (decision 0028).
+    MAILERS["default"]["OPTIONS"] = {"file_path": env.str("MAIL_FILE_PATH", default=str(VAR_DIR / "mail"))}
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="billing@adcredit.example")
-SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000")
+# Links in emails. Without SITE_URL: the address `make run` serves (BIND; a wildcard host is
+# reached through 127.0.0.1, a unix socket or a bare host means the default), decision 0028.
+_bind_host, _, _bind_port = env.str("BIND", default="127.0.0.1:8000").rpartition(":")
+if not _bind_port.isdigit():
+    _bind_host, _bind_port = "127.0.0.1", "8000"
+if _bind_host in ("", "0.0.0.0", "[::]"):
+    _bind_host = "127.0.0.1"
+SITE_URL = env.str("SITE_URL", default=f"http://{_bind_host}:{_bind_port}")
 
 # Celery: kombu's filesystem transport needs no server; Redis through CELERY_BROKER_URL.
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")

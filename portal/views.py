@@ -16,9 +16,9 @@ from django.views.decorators.http import require_POST
 
 from portal.dashboard import advertiser_summary, campaign_list
 from portal.errors import Forbidden, NotFound
-from portal.models import Advertiser, BusinessCenter, CampaignStatus, Notification
+from portal.models import Advertiser, BusinessCenter, CampaignStatus, Notification, Role
 from portal.notifications import render_body
-from portal.permissions import advertiser_for, advertisers_of
+from portal.permissions import NEEDS, advertiser_for, advertisers_of
 
 
 def advertiser_for_request(request, advertiser_id, *, need: str = "member"):
@@ -29,11 +29,23 @@ def advertiser_for_request(request, advertiser_id, *, need: str = "member"):
     except NotFound:
         raise Http404("No such advertiser.") from None
     except Forbidden as e:
-        # A member: the 403 page still shows this advertiser's navigation.
+        # A member: the 403 page still shows this advertiser's navigation, and says who may.
         request.advertiser, request.advertiser_role = advertiser_for(request.user, advertiser_id)
-        raise PermissionDenied(e.message) from None
+        raise PermissionDenied(who_may(need, page=request.method in ("GET", "HEAD")) if e.message == Forbidden().message
+                               else e.message) from None
     request.advertiser, request.advertiser_role = advertiser, role
     return advertiser, role
+
+
+ROLE_PLURALS = {Role.ADMIN: "admins", Role.FINANCE: "finance members", Role.OPERATOR: "operators",
+                Role.ANALYST: "analysts"}
+
+
+def who_may(need: str, *, page: bool) -> str:
+    """"This page is for the account's admins and finance members." (the roles of `need`)"""
+    roles = [ROLE_PLURALS[value] for value, _ in Role.choices if value in NEEDS[need]]
+    names = roles[0] if len(roles) == 1 else f"{', '.join(roles[:-1])} and {roles[-1]}"
+    return f"{'This page' if page else 'This action'} is for the account's {names}."
 
 
 @login_required

@@ -10,8 +10,12 @@ Appeals: the list opens on the queue of open appeals, oldest first. An appeal's 
 screen — message, attachments, the account's freeze history, failed payments, recent spend with
 its funding, and its credits — with Approve / Reject / Reject and withdraw buttons that take a
 decision note and call `appeal_decide`. Who may press which button is `portal.permissions.staff_can`.
+
+Programs: "Add program" is a form of `program_create`'s arguments (the API's `POST /programs`); the
+service checks them and writes the audit line, and its refusals are shown on the form.
 """
 
+import re
 import uuid
 
 from django import forms
@@ -30,13 +34,22 @@ from django.utils.timesince import timesince
 
 from billing.history import SPEND_KINDS, transaction_rows, transactions_query
 from billing.models import Bill, BillStatus, LedgerEntry
-from billing.money import fmt
-from portal.admin import ReadOnlyAdmin, StaffRoleAdmin, StaffRolePermissions, action_with_reason
+from billing.money import MINOR_UNITS, fmt
+from portal.admin import (
+    ReadOnlyAdmin,
+    StaffRoleAdmin,
+    StaffRolePermissions,
+    action_with_reason,
+    add_error_for,
+    refusal,
+    service_form_page,
+)
 from portal.errors import BusinessError
 from portal.models import Advertiser, Objective, ProductSource
 from portal.permissions import staff_can
 from promotions.appeals import appeal_decide, attachments_dir
 from promotions.credits import credit_grant, credit_withdraw
+from promotions.programs import program_create
 from promotions.models import (
     Appeal,
     AppealAttachment,
@@ -48,6 +61,7 @@ from promotions.models import (
     Enrollment,
     FreezeEvent,
     Program,
+    ProgramKind,
     Tier,
 )
 
@@ -197,7 +211,7 @@ class CreditAdmin(StaffRoleAdmin):
                 try:
                     credit = credit_grant(**form.grant_kwargs(), granted_by=request.user)
                 except BusinessError as e:
-                    form.add_error(ERROR_FIELDS.get(e.code), e.message)
+                    form.add_error(ERROR_FIELDS.get(e.code), refusal(e))
                 else:
                     self.log_addition(request, credit, f"Granted: {credit.reason}")
                     self.message_user(
@@ -220,24 +234,8 @@ class CreditAdmin(StaffRoleAdmin):
             ("Validity", {"fields": ["valid_from", "expires_at"]}),
             ("Eligibility", {"fields": ["eligible_objectives", "eligible_product_source"]}),
         ]
-        adminform = helpers.AdminForm(form, fieldsets, {}, model_admin=self)
-        context = {
-            **self.admin_site.each_context(request),
-            "title": "Grant credit",
-            "subtitle": None,
-            "adminform": adminform,
-            "object_id": None,
-            "original": None,
-            "is_popup": False,
-            "to_field": None,
-            "media": self.media + adminform.media,
-            "inline_admin_formsets": [],
-            "errors": helpers.AdminErrorList(form, []),
-            "preserved_filters": self.get_preserved_filters(request),
-            "show_save_and_continue": False,
-            **(extra_context or {}),
-        }
-        return self.render_change_form(request, context, add=True, form_url=form_url)
+        return service_form_page(self, request, form=form, fieldsets=fieldsets, title="Grant credit",
+                                 form_url=form_url, extra_context=extra_context)
 
     # Withdraw ------------------------------------------------------------------------------------
 
@@ -340,8 +338,8 @@ class AppealAdmin(StaffRoleAdmin):
     """Staff review appeals against a credit freeze (R31) and decide with `appeal_decide`."""
 
     change_form_template = "admin/promotions/appeal/change_form.html"
-    list_display = ["id", "advertiser", "status", "waiting", "files", "filed_by", "created_at", "decided_by",
-                    "decided_at"]
+    # Seven short columns, so "Decided" stays beside the filter sidebar at 1366 px.
+    list_display = ["id", "advertiser_name", "status", "waiting", "files", "filed", "decided"]
     list_filter = [AppealQueueFilter, "status", "created_at"]
     search_fields = ["id__exact", "advertiser__name", "advertiser__id__exact", "message"]
     list_select_related = ["advertiser", "filed_by", "decided_by"]
@@ -378,6 +376,21 @@ class AppealAdmin(StaffRoleAdmin):
         return _may(request.user, "reject_withdraw")
 
     # List columns --------------------------------------------------------------------------------
+
+    @admin.display(description="Advertiser", ordering="advertiser__name")
+    def advertiser_name(self, appeal):
+        return appeal.advertiser.name
+
+    @admin.display(description="Filed", ordering="created_at")
+    def filed(self, appeal):
+        return f"{_when(appeal.created_at)} by {appeal.filed_by.get_username()}"
+
+    @admin.display(description="Decided", ordering="decided_at")
+    def decided(self, appeal):
+        if appeal.decided_at is None:
+            return "—"
+        who = appeal.decided_by.get_username() if appeal.decided_by else "system"
+        return f"{_when(appeal.decided_at)} by {who}"
 
     @admin.display(description="Waiting")
     def waiting(self, appeal):
@@ -501,7 +514,7 @@ class AppealAdmin(StaffRoleAdmin):
             appeal_decide(appeal=appeal, decision=verb, note=form.cleaned_data["reason"], by=request.user,
                           withdraw_credits=withdraw)
         except BusinessError as e:
-            self.message_user(request, f"Appeal #{appeal.pk}: {e.message}", messages.ERROR)
+            self.message_user(request, f"Appeal #{appeal.pk}: {refusal(e)}", messages.ERROR)
             return HttpResponseRedirect(page)
         self.message_user(request, f"Appeal #{appeal.pk} of {appeal.advertiser.name} {DECIDED_MESSAGES[decision]}. "
                                    "The advertiser has been notified.", messages.SUCCESS)
@@ -540,12 +553,15 @@ class AppealAdmin(StaffRoleAdmin):
         # The appeals picked, even if the list's filter no longer shows them (decided meanwhile): the
         # service then says so instead of the action silently doing nothing.
         picked = Appeal.objects.filter(pk__in=request.POST.getlist(helpers.ACTION_CHECKBOX_NAME))
+        def perform(appeal, data):
+            decided = appeal_decide(appeal=appeal, decision=verb, note=data["reason"], by=request.user,
+                                    withdraw_credits=withdraw)
+            appeal.status = decided.status  # the "done for …" message names the appeal as it is now
+
         return action_with_reason(
             self, request, picked.select_related("advertiser"), action=action, title=title, intro=intro,
             headers=["Appeal", "Advertiser", "Status", "Filed", "Message"], row=self._row,
-            submit_label=submit_label, form_class=DecisionForm,
-            perform=lambda appeal, data: appeal_decide(appeal=appeal, decision=verb, note=data["reason"],
-                                                       by=request.user, withdraw_credits=withdraw),
+            submit_label=submit_label, form_class=DecisionForm, perform=perform,
         )
 
     @admin.action(description="Approve appeal (unfreeze credit)", permissions=["decide"])
@@ -613,15 +629,117 @@ class TierInline(StaffRolePermissions, admin.TabularInline):
     can_delete = False
 
 
+TIER_ROWS = 5
+
+
+class ProgramForm(forms.Form):
+    """The arguments of `program_create`, as the API takes them: amounts and counts pass as typed and
+    the service checks them (window, validity, tiers, code), so every door refuses the same things."""
+
+    name = forms.CharField(max_length=200)
+    kind = forms.ChoiceField(choices=ProgramKind.choices)
+    currency = forms.ChoiceField(choices=[(c, c) for c in sorted(MINOR_UNITS)], initial="USD",
+                                 help_text="Of the thresholds and rewards; only accounts in this currency enroll.")
+    window_days = forms.CharField(label="Earning window (days)", max_length=10, initial="30",
+                                  help_text="From each advertiser's enrollment.")
+    reward_kind = forms.ChoiceField(choices=[("free", "Free credit"), ("assignable", "Coupon")], initial="free")
+    reward_validity_days = forms.CharField(label="Reward valid for (days)", max_length=10, initial="90")
+    eligible_objectives = forms.MultipleChoiceField(choices=Objective.choices, required=False,
+                                                    widget=forms.CheckboxSelectMultiple,
+                                                    help_text="Of the reward. None ticked: every objective.")
+    eligible_product_source = forms.ChoiceField(choices=[("", "Any")] + list(ProductSource.choices), required=False)
+    code = forms.CharField(label="Promo code", max_length=64, required=False,
+                           help_text="Optional: advertisers may enroll by entering it.")
+    max_redemptions = forms.CharField(max_length=10, required=False, help_text="Of the promo code. Empty: no limit.")
+    ends_at = forms.SplitDateTimeField(required=False, widget=AdminSplitDateTime,
+                                       help_text="UTC. Empty: the program does not end.")
+    reason = forms.CharField(max_length=500, widget=forms.Textarea(attrs={"rows": 2, "cols": 60}),
+                             help_text="Required. Kept in the audit log.")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for i in range(1, TIER_ROWS + 1):
+            self.fields[f"tier_{i}_threshold"] = forms.CharField(
+                label=f"Tier {i}: spend", max_length=32, required=False)
+            self.fields[f"tier_{i}_reward"] = forms.CharField(label="get", max_length=32, required=False)
+            self.fields[f"tier_{i}_immediate"] = forms.BooleanField(label="paid at once", required=False)
+
+    def filled_rows(self) -> list[int]:
+        """The numbers of the tier rows with a threshold or a reward."""
+        d = self.cleaned_data
+        return [i for i in range(1, TIER_ROWS + 1) if d[f"tier_{i}_threshold"].strip() or d[f"tier_{i}_reward"].strip()]
+
+    def tiers(self) -> list[dict]:
+        """The tier rows filled in, as the API's `tiers` (blank rows left out)."""
+        d = self.cleaned_data
+        return [{"threshold": d[f"tier_{i}_threshold"].strip() or None, "reward": d[f"tier_{i}_reward"].strip() or None,
+                 "immediate": d[f"tier_{i}_immediate"]} for i in self.filled_rows()]
+
+    def create_kwargs(self) -> dict:
+        d = self.cleaned_data
+        return dict(name=d["name"], kind=d["kind"], currency=d["currency"], window_days=d["window_days"],
+                    reward_kind=d["reward_kind"], reward_validity_days=d["reward_validity_days"],
+                    eligible_objectives=d["eligible_objectives"],
+                    eligible_product_source=d["eligible_product_source"], code=d["code"].strip() or None,
+                    max_redemptions=d["max_redemptions"].strip() or None, ends_at=d["ends_at"],
+                    tiers=self.tiers(), reason=d["reason"])
+
+
+def _tier_words(message: str, rows: list[int]) -> str:
+    """"tiers[1].reward …" → "Tier 3's reward …": the service counts the filled rows, the form all rows."""
+    return re.sub(r"tiers\[(\d+)\](?:\.(\w+))?",
+                  lambda m: f"Tier {rows[int(m.group(1))] if int(m.group(1)) < len(rows) else int(m.group(1)) + 1}"
+                            + (f"'s {m.group(2)}" if m.group(2) else ""), message)
+
+
+PROGRAM_ERROR_FIELDS = {"invalid_objective": "eligible_objectives", "invalid_product_source": "eligible_product_source",
+                        "invalid_timestamp": "ends_at", "code_taken": "code", "invalid_tiers": "tier_1_threshold"}
+
+
 @admin.register(Program)
 class ProgramAdmin(ReadOnlyAdmin):
-    """Read-only: programs are created with `program_create`, which checks tiers and codes."""
+    """Programs are created here by a Billing manager with `program_create` — the service the API's
+    `POST /programs` calls, which checks tiers and codes and writes the audit line — and are never
+    edited afterwards (advertisers enroll under their terms)."""
 
+    add_perm = "grant_credit"  # a program issues credit: who may grant credit may create one
     list_display = ["id", "name", "kind", "currency", "window_days", "reward_kind", "code", "redemptions",
                     "max_redemptions", "ends_at"]
     list_filter = ["kind", "reward_kind"]
     search_fields = ["name", "code"]
     inlines = [TierInline]
+
+    def add_view(self, request, form_url="", extra_context=None):
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = ProgramForm(request.POST if request.method == "POST" else None)
+        if form.is_valid():
+            kwargs = form.create_kwargs()
+            try:
+                program = program_create(**kwargs, by=request.user)
+            except BusinessError as e:
+                e.message = _tier_words(e.message, form.filled_rows())
+                add_error_for(form, e, PROGRAM_ERROR_FIELDS)
+            else:
+                self.log_addition(request, program, f"Created: {kwargs['reason']}")
+                self.message_user(request, f"Program “{program.name}” created with {program.tiers.count()} "
+                                           f"tier{'s' if program.tiers.count() != 1 else ''}.", messages.SUCCESS)
+                if "_addanother" in request.POST:
+                    return HttpResponseRedirect(request.path)
+                return HttpResponseRedirect(reverse("admin:promotions_program_change", args=[program.pk]))
+        fieldsets = [
+            (None, {"fields": ["name", "kind", "currency", "reason"]}),
+            ("Earning", {"fields": ["window_days", *[(f"tier_{i}_threshold", f"tier_{i}_reward", f"tier_{i}_immediate")
+                                                      for i in range(1, TIER_ROWS + 1)]],
+                         "description": "Spend X, get Y: at least one tier. Only the highest tier reached in the "
+                                        "window is paid, after the window closes — or at once for a tier marked "
+                                        "so, which also ends the window."}),
+            ("Reward", {"fields": ["reward_kind", "reward_validity_days", "eligible_objectives",
+                                   "eligible_product_source"]}),
+            ("Promo code", {"fields": ["code", "max_redemptions", "ends_at"]}),
+        ]
+        return service_form_page(self, request, form=form, fieldsets=fieldsets, title="Create a ladder program",
+                                 form_url=form_url, extra_context=extra_context)
 
 
 @admin.register(Enrollment)

@@ -315,6 +315,7 @@ def program_create_view(request, payload: ProgramIn):
         code=payload.code,
         max_redemptions=payload.max_redemptions,
         ends_at=payload.ends_at,
+        by=request.auth,
     )
     return Status(201, program_json(program))
 

@@ -87,6 +87,9 @@ def appeal_file(*, advertiser, user, message: str, files=()) -> Appeal:
                 appeal = Appeal.objects.create(advertiser=adv, message=message, filed_by=user)
         except IntegrityError:
             raise Conflict("appeal_already_open", "You already have an appeal under review.") from None
+        audit_record(actor=user, action="appeal_file", advertiser=adv, target=f"appeal {appeal.pk}", reason=message,
+                     after={"status": appeal.status,
+                            "attachments": [Path(getattr(f, "name", "file")).name[:200] for f, _, _ in checked]})
         folder = attachments_dir()
         written = []
         try:
@@ -104,8 +107,7 @@ def appeal_file(*, advertiser, user, message: str, files=()) -> Appeal:
             for path in written:
                 path.unlink(missing_ok=True)
             raise
-        notify_many([Draft(adv, "appeal_received", f"appeal_received:{appeal.pk}", {"appeal_id": appeal.pk},
-                           f"/a/{adv.pk}/payments/promotions/")])
+        notify_many([Draft(adv, "appeal_received", f"appeal_received:{appeal.pk}", {"appeal_id": appeal.pk})])
     return appeal
 
 
@@ -133,7 +135,8 @@ def appeal_decide(*, appeal: Appeal, decision: str, note: str, by, withdraw_cred
                      reason=note.strip(), before={"status": "open"},
                      after={"status": appeal.status, "withdraw_credits": withdraw_credits})
         if decision == "approve" and adv.credit_frozen:
-            credit_unfreeze(advertiser=adv, reason=f"appeal {appeal.pk} approved: {note.strip()}", by=by)
+            credit_unfreeze(advertiser=adv, reason=f"appeal {appeal.pk} approved: {note.strip()}", by=by,
+                            notify=False)  # appeal_decided says the credit is usable again
         if withdraw_credits:
             live = Credit.objects.filter(
                 advertiser=adv, status__in=[CreditStatus.FROZEN, CreditStatus.ACTIVE, CreditStatus.PENDING]
@@ -143,5 +146,5 @@ def appeal_decide(*, appeal: Appeal, decision: str, note: str, by, withdraw_cred
         notify_many([Draft(adv, "appeal_decided", f"appeal_decided:{appeal.pk}", {
             "appeal_id": appeal.pk, "decision": appeal.get_status_display().lower(), "note": appeal.decision_note,
             "withdrawn": withdraw_credits,
-        }, f"/a/{adv.pk}/payments/promotions/")])
+        })])
     return appeal

@@ -39,13 +39,14 @@ def credit_freeze(*, advertiser, reason: str, by=None, rule: str = ""):
         audit_record(actor=by, action="credit_freeze", advertiser=adv, target=f"advertiser {adv.pk}", reason=reason,
                      before={"credit_frozen": False}, after={"credit_frozen": True, "credits_frozen": n})
         notify_many([Draft(adv, "credit_frozen", f"credit_frozen:{adv.pk}:{timezone.now().timestamp()}",
-                           {"reason": reason}, f"/a/{adv.pk}/payments/promotions/")])
+                           {"reason": reason})])
         advertiser.credit_frozen = True
     return advertiser
 
 
-def credit_unfreeze(*, advertiser, reason: str, by=None):
-    """Lift a freeze: credits are usable again and withheld ladder rewards are issued (R30)."""
+def credit_unfreeze(*, advertiser, reason: str, by=None, notify: bool = True):
+    """Lift a freeze: credits are usable again and withheld ladder rewards are issued (R30). The
+    advertiser is told (R36) — unless the caller tells it in its own notice (an approved appeal)."""
     from promotions.programs import enrollment_award
 
     reason = _reason(reason)
@@ -56,8 +57,8 @@ def credit_unfreeze(*, advertiser, reason: str, by=None):
         adv.credit_frozen = False
         adv.save(update_fields=["credit_frozen"])
         n = Credit.objects.filter(advertiser=adv, status=CreditStatus.FROZEN).update(status=CreditStatus.ACTIVE)
-        FreezeEvent.objects.create(advertiser=adv, frozen=False, reason=reason,
-                                   by=by if by is not None and by.is_authenticated else None)
+        event = FreezeEvent.objects.create(advertiser=adv, frozen=False, reason=reason,
+                                           by=by if by is not None and by.is_authenticated else None)
         issued = 0
         for e in Enrollment.objects.filter(advertiser=adv, status=EnrollmentStatus.WITHHELD).select_related(
             "program", "reached_tier"
@@ -68,5 +69,8 @@ def credit_unfreeze(*, advertiser, reason: str, by=None):
         audit_record(actor=by, action="credit_unfreeze", advertiser=adv, target=f"advertiser {adv.pk}", reason=reason,
                      before={"credit_frozen": True}, after={"credit_frozen": False, "credits_unfrozen": n,
                                                             "withheld_rewards_issued": issued})
+        if notify:
+            notify_many([Draft(adv, "credit_unfrozen", f"credit_unfrozen:{event.pk}",
+                               {"reason": reason, "credits": n, "rewards": issued})])
         advertiser.credit_frozen = False
     return advertiser

@@ -7,6 +7,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from billing.money import format_money
 from billing.waterfall import campaign_eligible
 
 
@@ -144,6 +145,10 @@ class Tier(models.Model):
             models.CheckConstraint(condition=Q(threshold__gt=0) & Q(reward__gt=0), name="tier_amounts_gt_0"),
         ]
 
+    def __str__(self) -> str:
+        currency = self.program.currency
+        return f"Spend {format_money(self.threshold, currency)}, get {format_money(self.reward, currency)}"
+
 
 class EnrollmentStatus(models.TextChoices):
     OPEN = "open", "Earning"
@@ -180,6 +185,9 @@ class Enrollment(models.Model):
         ]
         indexes = [models.Index(fields=["status", "window_end"], name="enrollment_status_end")]
 
+    def __str__(self) -> str:
+        return f"Enrollment #{self.pk} · {self.advertiser.name} in {self.program.name}"
+
 
 class FreezeEvent(models.Model):
     """The freeze history of an advertiser's credit (R30)."""
@@ -190,6 +198,9 @@ class FreezeEvent(models.Model):
     rule = models.CharField(max_length=32, blank=True, default="")  # automatic rule, or "" for staff
     by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{'Frozen' if self.frozen else 'Unfrozen'} #{self.pk} · {self.created_at:%Y-%m-%d %H:%M} UTC"
 
 
 class AppealStatus(models.TextChoices):
@@ -218,6 +229,10 @@ class Appeal(models.Model):
         ]
         indexes = [models.Index(fields=["status", "created_at"], name="appeal_status_created")]
 
+    def __str__(self) -> str:
+        """"Appeal #1 · Acme Shoes · Under review": the review screen's title and the admin's messages."""
+        return f"Appeal #{self.pk} · {self.advertiser.name} · {self.get_status_display()}"
+
 
 class AppealAttachment(models.Model):
     """A file sent with an appeal: stored under a server-made name outside the static root."""
@@ -228,3 +243,6 @@ class AppealAttachment(models.Model):
     content_type = models.CharField(max_length=50)
     size = models.PositiveIntegerField()
     created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.original_name

@@ -47,18 +47,13 @@ def _context(credit: Credit, amount) -> dict:
     }
 
 
-def promotions_link(advertiser_id: int) -> str:
-    return f"/a/{advertiser_id}/payments/promotions/"
-
-
 def notify_credit_issued(credit: Credit) -> None:
     notify_many([Draft(credit.advertiser, "credit_issued", f"credit-issued:{credit.pk}",
-                       _context(credit, credit.amount), promotions_link(credit.advertiser_id))])
+                       _context(credit, credit.amount))])
 
 
 def credit_expiring_draft(credit: Credit, remaining) -> Draft:
-    return Draft(credit.advertiser, "credit_expiring", f"credit-expiring:{credit.pk}",
-                 _context(credit, remaining), promotions_link(credit.advertiser_id))
+    return Draft(credit.advertiser, "credit_expiring", f"credit-expiring:{credit.pk}", _context(credit, remaining))
 
 
 def credits_expired_draft(advertiser, expired: list[tuple[int, str, datetime, Decimal]]) -> Draft:
@@ -80,11 +75,9 @@ def credits_expired_draft(advertiser, expired: list[tuple[int, str, datetime, De
     ]
     ids = ",".join(str(row[0]) for row in expired)
     key = f"credit-expired:{ids}" if len(ids) <= 100 else f"credit-expired:{expired[0][0]}..{expired[-1][0]}:{len(expired)}"
-    return Draft(advertiser, "credit_expired", key,
-                 {"amount": money(currency, total), "credits": lines}, promotions_link(advertiser.pk))
+    return Draft(advertiser, "credit_expired", key, {"amount": money(currency, total), "credits": lines})
 
 
 def notify_credit_withdrawn(credit: Credit, remaining, reason: str) -> None:
     context = {**_context(credit, Decimal(remaining)), "reason": reason}
-    notify_many([Draft(credit.advertiser, "credit_withdrawn", f"credit-withdrawn:{credit.pk}", context,
-                       promotions_link(credit.advertiser_id))])
+    notify_many([Draft(credit.advertiser, "credit_withdrawn", f"credit-withdrawn:{credit.pk}", context)])

@@ -21,6 +21,7 @@ from billing.ledger import lock_advertisers
 from billing.money import check_currency, fmt, parse_amount
 from billing.waterfall import campaign_eligible
 from portal import inputs
+from portal.audit import audit_record
 from portal.errors import BadInput, BusinessError, NotFound
 from portal.models import AdvertiserStatus, BillingMethod, ProductSource, SignupSource
 from promotions.credits import _eligibility
@@ -56,7 +57,10 @@ def program_create(
     code: str | None = None,
     max_redemptions=None,
     ends_at: datetime | None = None,
+    by=None,
+    reason: str = "",
 ) -> Program:
+    """A ladder program and its tiers, audited (`by`: the staff user; `reason`: why, if given)."""
     check_currency(currency)
     if kind not in ProgramKind.values:
         raise BadInput("invalid_kind", f"kind must be one of {', '.join(ProgramKind.values)}.")
@@ -100,6 +104,12 @@ def program_create(
         Tier.objects.bulk_create(
             [Tier(program=program, threshold=th, reward=rw, immediate=imm) for th, rw, imm in sorted(parsed)]
         )
+        audit_record(actor=by, action="program_create", target=f"program {program.pk}",
+                     reason=(reason or "").strip() or f"Program {name} created.",
+                     after={"name": name, "kind": kind, "currency": currency, "window_days": window_days,
+                            "tiers": [{"threshold": fmt(th, currency), "reward": fmt(rw, currency), "immediate": imm}
+                                      for th, rw, imm in sorted(parsed)],
+                            "reward_kind": reward_kind, "code": code, "max_redemptions": max_redemptions})
     return program
 
 

@@ -150,3 +150,48 @@ def browser_login(page, base_url: str, user) -> None:
     page.fill("#id_password", PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_url(lambda url: "/login/" not in url)
+
+
+# --- accessibility audits in the browser (tests/browser/test_accessibility.py) -----------------
+AXE_URL = "/static/vendor/axe-core/axe.min.js"  # axe-core from the npm registry (static/vendor/README.md)
+
+
+def axe_violations(page, base_url: str, *, impacts=("serious", "critical")) -> list[dict]:
+    """axe-core's audit of the page as it is now: the violations of these impacts. axe is loaded
+    from the portal's own static files, so the page's CSP stays on during the audit."""
+    if not page.evaluate("typeof window.axe !== 'undefined'"):
+        page.add_script_tag(url=base_url + AXE_URL)
+    return page.evaluate(
+        """async (impacts) => {
+            const result = await axe.run(document, {resultTypes: ["violations"]});
+            return result.violations.filter(v => impacts.includes(v.impact)).map(v => ({
+                id: v.id, impact: v.impact, help: v.help,
+                nodes: v.nodes.map(n => ({target: n.target.join(" "), summary: n.failureSummary})),
+            }));
+        }""",
+        list(impacts),
+    )
+
+
+def describe_violations(violations: list[dict]) -> str:
+    """axe violations as lines a failing test prints."""
+    lines = []
+    for v in violations:
+        lines.append(f"  [{v['impact']}] {v['id']}: {v['help']}")
+        for node in v["nodes"][:6]:
+            summary = " ".join((node["summary"] or "").split())
+            lines.append(f"      {node['target']} — {summary[:240]}")
+    return "\n".join(lines)
+
+
+def outside_viewport(page, selector: str) -> list[dict]:
+    """The shown elements matching `selector` that reach past the left or right edge of the
+    viewport (from their bounding boxes), with a bit of their HTML to say which."""
+    return page.evaluate(
+        """(selector) => Array.from(document.querySelectorAll(selector))
+            .filter(el => el.getClientRects().length > 0)
+            .map(el => ({box: el.getBoundingClientRect(), html: el.outerHTML.replace(/\\s+/g, " ").slice(0, 140)}))
+            .filter(e => e.box.left < -0.5 || e.box.right > window.innerWidth + 0.5)
+            .map(e => ({left: Math.round(e.box.left), right: Math.round(e.box.right), html: e.html}))""",
+        selector,
+    )

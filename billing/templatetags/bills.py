@@ -1,5 +1,6 @@
-"""`{{ bill|bill_title }}` → "Invoice ADC-000001" / "Threshold bill #12"; `{{ bill|bill_label }}` →
-"ADC-000001" / "#12". The same words as the PDF and the emails (billing.page_selectors)."""
+"""`{{ bill|bill_title }}` → "Invoice ADC-000001" / "Threshold bill 3"; `{{ bill|bill_label }}` →
+"ADC-000001" / "3" (the account's own bill number, decision 0031). The same words as the PDF
+and the emails (billing.page_selectors)."""
 
 from django import template
 

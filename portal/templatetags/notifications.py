@@ -8,9 +8,16 @@ the advertiser (`portal.views.with_unread_count`); elsewhere it costs one COUNT.
 from django import template
 
 from portal.models import Notification
+from portal.notifications import kind_button
 from portal.permissions import can
 
 register = template.Library()
+
+
+@register.filter
+def notification_button(kind: str) -> str:
+    """The label of a notification's link: the same as its email's button (`portal.notifications.KINDS`)."""
+    return kind_button(kind)
 
 
 def unread_count(advertiser) -> int:

@@ -66,6 +66,7 @@ def bill_rows_only(advertiser, n: int, *, kind=BillKind.THRESHOLD, failed: int =
              last_error="Your card was declined." if i < failed else "", issued_at=now - timedelta(days=i),
              due_at=now - timedelta(days=i), card_last4="" if i < failed else "4242",
              number=f"T{advertiser.pk}-{i:06d}" if kind == BillKind.MONTHLY_INVOICE else None,
+             seq=None if kind == BillKind.MONTHLY_INVOICE else n - i,  # newest is the account's n-th bill
              period_start=now - timedelta(days=i + 30) if kind == BillKind.MONTHLY_INVOICE else None,
              period_end=now - timedelta(days=i) if kind == BillKind.MONTHLY_INVOICE else None)
         for i in range(n)

@@ -91,7 +91,7 @@ def test_r30_a_chargeback_on_a_paid_bill_reverses_the_payment_and_freezes_credit
     subjects = sorted(m.subject for m in mail.outbox)
     assert subjects == ["A card payment of USD 180.00 was charged back", "Your ad credit has been frozen"]
     body = next(m.body for m in mail.outbox if "charged back" in m.subject)
-    assert "threshold bill #" in body and "Pay now" in body and chargeback.reference in body
+    assert f"threshold bill {bill.seq}" in body and "Pay now" in body and chargeback.reference in body
 
 
 def test_r26_pay_now_after_a_chargeback_charges_the_card_again(paid_bill):

@@ -156,6 +156,26 @@ def test_invoicing_offers_nothing(db, fast_password_hashing):
     assert "Switch to" not in body
 
 
+def test_a_switch_the_account_may_not_make_says_why_before_anyone_clicks(team):
+    """Issue 13: the page shows the switch's own refusal (`switch_refusal`) next to a disabled
+    button; once the condition is met the button is enabled and the note is gone."""
+    html = team.admin.get(bm_url(team)).content.decode()
+    invoicing = element(html, "switch-monthly_invoice")
+    assert "Not available yet: Monthly invoicing needs staff approval for this account." in text(
+        element(invoicing, "switch-blocked-monthly_invoice"))
+    button = re.search(r"<button[^>]*>Switch to monthly invoicing</button>", invoicing).group(0)
+    assert "disabled" in button and 'aria-describedby="switch-blocked-monthly_invoice"' in button
+    automatic = element(html, "switch-automatic")
+    assert "Add a payment method before switching to automatic payment." in text(automatic)
+    # when staff approve it and set a credit line, and a card is on file
+    Advertiser.objects.filter(pk=team.advertiser.pk).update(invoicing_eligible=True, credit_line_limit=Decimal("500"))
+    payment_method_set(advertiser=team.advertiser, card_number=GOOD, expiry="12/30")
+    html = team.admin.get(bm_url(team)).content.decode()
+    assert 'id="switch-blocked-' not in html
+    button = re.search(r"<button[^>]*>Switch to monthly invoicing</button>", html).group(0)
+    assert "disabled" not in button
+
+
 # --- Billing method: switching -----------------------------------------------------------------
 def test_switch_manual_to_automatic_with_a_card(team):
     deposit(team.advertiser, "60.00")

@@ -110,7 +110,7 @@ def test_list_shows_each_bill_with_status_attempts_and_dates(db, fast_password_h
     assert rows == [(str(failed.pk), "failed"), (str(paid.pk), "paid")]
     failed_row = text(element(html, "bills").split(f'data-bill="{failed.pk}"')[1].split("</tr>")[0])
     issued = failed.issued_at.astimezone(t.advertiser.tz)
-    assert f"#{failed.pk} Threshold bill" in failed_row and "$50.00" in failed_row
+    assert failed.seq == 2 and "2 Threshold bill" in failed_row  # its number in the account and "$50.00" in failed_row
     assert "Payment failed Your card was declined." in failed_row
     assert f"{issued:%b} {issued.day}, {issued:%Y}" in failed_row
     assert "Pay now" in failed_row
@@ -189,7 +189,7 @@ def test_pay_now_approved_pays_the_bill_and_says_so(db, fast_password_hashing):
     # then they are back on the list, told it was paid, and the bill shows paid
     assert response.redirect_chain == [(u["list"], 302)]
     body = text(response)
-    assert f"Threshold bill #{bill.pk} paid: $50.00 charged to the card ending 4242." in body
+    assert f"Threshold bill {bill.seq} paid: $50.00 charged to the card ending 4242." in body
     bill.refresh_from_db()
     t.campaign.refresh_from_db()
     assert bill.status == BillStatus.PAID and bill.card_last4 == "4242"
@@ -205,7 +205,7 @@ def test_pay_now_declined_shows_the_gateways_message(db, fast_password_hashing):
     response = t.client("finance").post(urls(t, bill)["pay"], follow=True)
     body = text(response)
     assert response.redirect_chain == [(urls(t, bill)["list"], 302)]  # no `next`: the list
-    assert (f"Threshold bill #{bill.pk} was not paid: Your card was declined. Use another card or contact your bank."
+    assert (f"Threshold bill {bill.seq} was not paid: Your card was declined. Use another card or contact your bank."
             in body)
     assert '<div class="alert alert-error">' in response.content.decode()
     bill.refresh_from_db()
@@ -306,7 +306,7 @@ def test_threshold_bill_page_says_what_the_bill_covered(db, fast_password_hashin
     charge_thresholds()
     bill = Bill.objects.get(advertiser=t.advertiser)
     invoice = text(element(t.admin.get(urls(t, bill)["detail"]).content.decode(), "invoice"))
-    assert f"Bill #{bill.pk} Paid" in invoice
+    assert f"Bill {bill.seq} Paid" in invoice and bill.seq == 1
     assert ("Ad spend — threshold bill Ad spend after credits, billed when it reached your $180.00 billing "
             "threshold; anything above the threshold rolls over to your next bill $180.00") in invoice
     assert "Total $180.00 Paid $180.00 Amount due $0.00" in invoice
@@ -361,9 +361,9 @@ def test_pdf_of_a_paid_threshold_bill(db, fast_password_hashing):
     t = auto_team(threshold="50.00")
     bill = threshold_bill(t)
     response = t.admin.get(urls(t, bill)["pdf"])
-    assert response["Content-Disposition"] == f'attachment; filename="bill-{bill.pk}.pdf"'
+    assert response["Content-Disposition"] == f'attachment; filename="bill-{bill.seq}.pdf"'
     words = pdf_text(response.content)
-    assert f"Bill #{bill.pk}" in words and "$50.00" in words and "Paid" in words
+    assert f"Bill {bill.seq}" in words and "$50.00" in words and "Paid" in words
     assert "card ending 4242" in words
 
 

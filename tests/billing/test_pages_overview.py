@@ -252,7 +252,7 @@ def test_failed_bill_shows_the_payment_failed_banner_with_pay_now(db, fast_passw
     # then a red banner says the payment failed, why, and offers Pay now for that bill
     assert 'class="alert alert-error banner pay-banner" role="alert"' in banner
     assert text(banner).startswith("Payment failed — Pay now. $50.00 is unpaid.")
-    assert f"Threshold bill #{bill.pk} · $50.00 Your card was declined." in text(banner)
+    assert f"Threshold bill {bill.seq} · $50.00 Your card was declined." in text(banner)
     form = re.search(r'<form method="post" action="([^"]+)"[^>]*>.*?</form>', banner, re.S)
     assert form.group(1) == f"/a/{t.advertiser.pk}/payments/bills/{bill.pk}/pay/"
     assert 'name="next" value="/a/%d/payments/"' % t.advertiser.pk in form.group(0)
@@ -269,7 +269,7 @@ def test_pay_now_from_the_banner_clears_it(db, fast_password_hashing):
     response = t.admin.post(f"{url}bills/{bill.pk}/pay/", {"next": url}, follow=True)
     assert response.redirect_chain == [(url, 302)]
     body = text(response)
-    assert f"Threshold bill #{bill.pk} paid: $50.00 charged to the card ending 4242." in body
+    assert f"Threshold bill {bill.seq} paid: $50.00 charged to the card ending 4242." in body
     assert 'id="payment-failed"' not in response.content.decode()
 
 

@@ -191,7 +191,7 @@ def test_csv_export_of_the_filtered_rows(team):
     newest = rows[0]
     assert newest["type"] == "Ad spend" and newest["campaign"] == "Spring sale" and newest["currency"] == "USD"
     assert (newest["coupon"], newest["cash"], newest["discount"]) == ("4.00", "6.00", "0.00")
-    assert newest["funding_source"] == "Coupon $4.00 · Cash $6.00"
+    assert newest["funding_source"] == "coupon+cash"  # a code, not display text (decision 0028)
     assert int(newest["transaction_id"]) == LedgerTransaction.objects.filter(advertiser=adv, amount=Decimal("10")).get().pk
     # and without filters every transaction is exported
     everything = csv_rows(team.admin.get(f"/a/{adv.pk}/payments/transactions.csv"))

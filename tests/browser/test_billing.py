@@ -46,7 +46,7 @@ def test_failed_bill_banner_change_card_and_pay_now(live_server, browser_page, f
     # and press Pay now on the banner
     banner.get_by_role("button", name="Pay now").click()
     # then the banner is gone, the payment is confirmed, and the bill shows paid
-    expect(page.get_by_role("status")).to_contain_text(f"Threshold bill #{bill.pk} paid: $50.00 charged to the card ending 4242.")
+    expect(page.get_by_role("status")).to_contain_text(f"Threshold bill {bill.seq} paid: $50.00 charged to the card ending 4242.")
     expect(page.locator("#payment-failed")).to_have_count(0)
     expect(page.locator("#unpaid-bills")).to_contain_text("$0.00")
     page.screenshot(path="/tmp/overview-automatic-paid.png", full_page=True)

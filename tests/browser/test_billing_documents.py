@@ -119,7 +119,7 @@ def test_admin_sets_the_billing_profile_pays_a_bill_and_downloads_the_receipt(li
     expect(row).to_have_attribute("data-status", "paid")
     assert [(c.amount, c.currency) for c in GatewayCharge.objects.all()] == [(Decimal("61.50"), "EUR")]
     expect(page.get_by_role("status")).to_contain_text(
-        f"Threshold bill #{bill.pk} paid: €61.50 charged to the card ending 4242.")
+        f"Threshold bill {bill.seq} paid: €61.50 charged to the card ending 4242.")
     expect(row).to_contain_text("Paid")
     expect(row.get_by_role("button", name="Pay now")).to_have_count(0)
     assert Bill.objects.get(pk=bill.pk).status == BillStatus.PAID

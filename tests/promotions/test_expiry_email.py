@@ -14,7 +14,7 @@ from django.core import mail
 from django.template.loader import render_to_string
 
 from portal.models import Notification
-from portal.notifications import render_body
+from portal.notifications import KINDS, render_body
 from promotions.expiry import expire_credits
 from promotions.models import Credit
 from promotions.notify import _local, money
@@ -103,6 +103,7 @@ def test_r36_expiry_email_for_a_multi_credit_advertiser_renders_as_before(tokyo,
     assert html == render_to_string("emails/base.html", {
         "subject": "EUR 130.09 of ad credit expired", "body": expected_body,
         "link": f"/a/{adv.pk}/payments/promotions/", "site_url": settings.SITE_URL,
+        "button": "Open Promotions", "footer": KINDS["credit_expired"].footer,  # the kind's own (issue 13)
     })
 
 

@@ -94,7 +94,7 @@ def test_r31_appeal_approved_unfreezes_and_issues_withheld_reward(spend_event):
     kinds = set(Notification.objects.filter(advertiser=adv).values_list("kind", flat=True))
     assert {"credit_frozen", "appeal_received", "appeal_decided", "credit_issued"} <= kinds
     assert list(AuditLog.objects.filter(advertiser=adv).order_by("pk").values_list("action", flat=True)) == [
-        "credit_freeze", "appeal_approve", "credit_unfreeze"]
+        "credit_freeze", "appeal_file", "appeal_approve", "credit_unfreeze"]
 
 
 @pytest.mark.django_db

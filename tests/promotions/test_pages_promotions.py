@@ -42,7 +42,7 @@ def test_payments_roles_open_promotions(team, role):
     response = promotions_page(team, role)
     assert response.status_code == 200
     body = text(response)
-    assert "Tools › Payments Promotions" in body and "Free credit" in body and "$12.00" in body
+    assert "Tools › Payments › Promotions Promotions" in body and "Free credit" in body and "$12.00" in body
 
 
 def test_operator_gets_403_and_strangers_404_and_anonymous_login(team):

@@ -15,14 +15,21 @@ reaches at least 12 hours into last month (in its time zone; 30 days do not on t
 gets an invoice on every 1st of its history, as `issue_monthly_invoices` would have issued it, so
 it always has last month's invoice (R27). Credits meant to pay history are valid from before it
 began.
+
+The history reads in order (issue 13): each credit is issued at its `valid_from` and each deposit
+is made before the spend it pays for (the manual account tops up once mid-month), by calling the
+services with the clock set to that moment (`_as_of`), so the Transactions page never shows money
+arriving after the spend it paid for.
 """
 
-import os
 import random
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from decimal import Decimal
+from unittest import mock
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
 from django.core.management.base import BaseCommand
@@ -49,6 +56,7 @@ STAFF_USER = "support"
 BC_ADMIN_USER = "demo_bc_admin"
 HISTORY_DAYS = 30
 INVOICE_LEAD = timedelta(hours=12)  # the invoiced account's history starts at least this long before the 1st
+TOP_UP_DAY = 12  # the manual account's second deposit, this many days into the history (before its cash runs out)
 SEED = 2026
 
 
@@ -138,7 +146,8 @@ ADVERTISERS = [
 
 
 def demo_logins() -> list[str]:
-    base = f"http://{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}/"
+    """The logins, at the address the portal is served at (SITE_URL, which follows BIND)."""
+    base = settings.SITE_URL.rstrip("/") + "/"
     return [
         f"Demo login: {base}  user {ROLE_USERS['admin']}  password {PASSWORD}",
         f"Staff login: {base}admin/  user {STAFF_USER}  password {PASSWORD}",
@@ -170,6 +179,15 @@ def _user(username: str, *, password_hash: str, staff: bool = False):
     user.password = password_hash  # one hash for every demo user: hashing is slow on purpose
     user.save()
     return user
+
+
+@contextmanager
+def _as_of(at: datetime):
+    """Call services as of `at`: the demo issues a credit or makes a deposit at the moment its
+    history needs it, through the unchanged services. Only the clock they read moves
+    (`django.utils.timezone.now`, which `localdate` and the ledger use too)."""
+    with mock.patch.object(timezone, "now", return_value=at):
+        yield
 
 
 def demo_load(*, now: datetime) -> list[str]:
@@ -234,11 +252,13 @@ def demo_load(*, now: datetime) -> list[str]:
     enrollment_create(advertiser=manual, program=shop_program, at=now - timedelta(days=20))
 
     # Credits of every kind. valid_from decides which spend each one can pay (R9).
+    # Each is issued at its valid_from, so it is on the ledger before any spend it pays.
     def grant(adv, key, kind, amount, reason, *, valid_from, days, source="managed", **kw):
-        return credit_grant(
-            advertiser=adv, kind=kind, amount=amount, reason=reason, idempotency_key=f"demo-{key}",
-            valid_from=valid_from, expires_at=valid_from + timedelta(days=days), source=source, **kw,
-        )
+        with _as_of(valid_from):
+            return credit_grant(
+                advertiser=adv, kind=kind, amount=amount, reason=reason, idempotency_key=f"demo-{key}",
+                valid_from=valid_from, expires_at=valid_from + timedelta(days=days), source=source, **kw,
+            )
 
     grant(manual, "welcome", "free", "200.00", "Welcome credit for new advertisers", valid_from=before_history, days=90)
     coupon = grant(manual, "shop-coupon", "assignable", "300.00", "Shop Ads launch coupon", source="shop",
@@ -254,8 +274,15 @@ def demo_load(*, now: datetime) -> list[str]:
     grant(invoiced, "partner", "free", "400.00", "Quarterly partner credit for app campaigns",
           valid_from=before_history, days=90, eligible_objectives=["APP_PROMOTION"])
 
-    deposit_create(advertiser=manual, amount="3000.00", idempotency_key="demo-deposit-1", source="web", card_last4="4242")
-    deposit_create(advertiser=manual, amount="2500.00", idempotency_key="demo-deposit-2", source="web", card_last4="4242")
+    # The manual account's deposits, each made (and booked) before the spend it pays for.
+    deposits = [(history_start - timedelta(days=1), "3000.00", "demo-deposit-1"),
+                (history_start + timedelta(days=TOP_UP_DAY), "2500.00", "demo-deposit-2")]
+
+    def deposits_made_by(t: datetime) -> None:
+        while deposits and deposits[0][0] <= t:
+            at, amount, key = deposits.pop(0)
+            with _as_of(at):
+                deposit_create(advertiser=manual, amount=amount, idempotency_key=key, source="web", card_last4="4242")
 
     this_month = datetime.combine(now.astimezone(invoiced.tz).date().replace(day=1), time(0), tzinfo=invoiced.tz)
     invoiced_start = min(history_start, this_month - INVOICE_LEAD)
@@ -267,6 +294,7 @@ def demo_load(*, now: datetime) -> list[str]:
     day_end = history_start
     while day_end < now:
         day_start, day_end = day_end, min(day_end + timedelta(days=1), now)
+        deposits_made_by(day_start)
         batch = [e for e in events if day_start <= e["at"] < day_end]
         for i in range(0, len(batch), 500):
             spend_record_batch(events=[{k: v for k, v in e.items() if k != "at"} for e in batch[i:i + 500]])
