@@ -4,11 +4,10 @@ Every function here runs a constant number of queries however many transactions,
 credits exist: lists prefetch their entries with each entry's account and credit, and the spend
 chart is one aggregate grouped by day in SQL.
 
-Each listed transaction carries the cash balance after it (decision 0030): the ledger's balance of
-the advertiser's cash account as of the transaction, in the list's own order (date, then id), so
-each row's balance is the one below it plus the row's cash movement and the newest row's is the
-stored balance — whatever filter or page is shown. One query per page (or per CSV): the stored
-balance, read in the same statement as the cash movements newer than the rows, less those.
+Each listed transaction carries the cash balance after it (decision 0030): what the advertiser's
+cash account held once that transaction was booked — the same figure whatever filter or page
+shows the row. One query per page (or per CSV): the stored balance, less the cash movements booked
+after the row, summed by a window in the same statement.
 """
 
 import re
@@ -16,8 +15,24 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 
-from django.db.models import BooleanField, ExpressionWrapper, Prefetch, Q, QuerySet, Subquery, Sum
-from django.db.models.functions import TruncDate
+from django.db.models import (
+    BooleanField,
+    Case,
+    DecimalField,
+    ExpressionWrapper,
+    F,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    RowRange,
+    Subquery,
+    Sum,
+    Value,
+    When,
+    Window,
+)
+from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
 from billing.models import CREDIT, DEBIT, NORMAL_SIDE, LedgerAccount, LedgerEntry, LedgerTransaction, Purpose, TxKind
@@ -156,70 +171,71 @@ def transactions_query(**filters) -> QuerySet:
     )
 
 
-def transaction_rows(transactions) -> list[TxRow]:
+def transaction_rows(transactions, *, cash_balance: bool = True) -> list[TxRow]:
     """Rows for transactions of `transactions_query` (a page, in its order), each with the cash
-    balance after it: one query more, however many rows (`cash_balances_after`)."""
+    balance after it (`cash_balances_after`: one query more, however many rows) unless
+    `cash_balance` is False."""
     txs = list(transactions)
-    by_advertiser: dict[int, list[LedgerTransaction]] = {}
-    for tx in txs:
-        if tx.advertiser_id is not None:
-            by_advertiser.setdefault(tx.advertiser_id, []).append(tx)
     after: dict[int, Decimal] = {}
-    for advertiser_id, listed in by_advertiser.items():  # one advertiser in every list we show
-        after.update(cash_balances_after(advertiser_id=advertiser_id, transactions=listed))
+    if cash_balance:
+        by_advertiser: dict[int, list[LedgerTransaction]] = {}
+        for tx in txs:
+            if tx.advertiser_id is not None:
+                by_advertiser.setdefault(tx.advertiser_id, []).append(tx)
+        for advertiser_id, listed in by_advertiser.items():  # every list we show is one advertiser's
+            after.update(cash_balances_after(advertiser_id=advertiser_id, transactions=listed))
     return [transaction_row(tx, cash_balance=after.get(tx.pk)) for tx in txs]
 
 
 # --- the cash balance after each transaction (issue 13, decision 0030) -------------------------
-# The balance after a transaction T is the cash account's stored balance less every cash movement
-# of a transaction listed after T in the list's order (occurred_at, id) — the movements "newer"
-# than T. One statement reads the stored balance and those movements, so they are one snapshot
-# (a charge booked meanwhile is in both or in neither).
+# The balance after a transaction T is what the cash account held once T was booked: its stored
+# balance now, less the cash every transaction booked after T moved. Transactions of one advertiser
+# are booked under its lock, so their ids are in booking order, and "booked after T" is "id > T".
+# One statement reads the stored balance and those movements (a window sum over them, in SQL), so
+# they are one snapshot: a charge booked meanwhile is in both or in neither.
 _CASH_SIDE = NORMAL_SIDE[Purpose.CASH]  # the side that adds to the cash balance (credit)
-_OTHER_SIDE = DEBIT if _CASH_SIDE == CREDIT else CREDIT
-_CASH_SUMS = {f"{side}_cash": Sum("entries__amount", filter=Q(entries__account__purpose=Purpose.CASH,
-                                                               entries__side=side))
-              for side in (DEBIT, CREDIT)}
+_MONEY = DecimalField(max_digits=20, decimal_places=4)
 
 
-def _cash_walk(*, advertiser_id: int, shown: Q, since: Q | None = None, fields=(), sums=None) -> QuerySet:
-    """The transactions `shown` selects, and every transaction that moved the advertiser's cash
-    (those `since` selects, if given), newest first, as values: `fields`, the entry sums `sums`
-    (which must hold the two `_CASH_SUMS`), `shown`, and `cash_now` (the stored cash balance).
-    `_with_cash_balance` walks it."""
+def _cash_rows(*, advertiser_id: int, shown: Q, since_pk: int | None = None, fields=(), sums=None) -> QuerySet:
+    """As values, newest first: the advertiser's transactions `shown` selects — and every
+    transaction that moved its cash (from id `since_pk` on, if given), which the balance needs —
+    with `fields`, the entry sums `sums`, `shown`, and the cash balance after each as `cash_now`
+    (the stored balance) less `cash_later` (what the transactions booked after it moved)."""
     cash = LedgerAccount.objects.filter(advertiser_id=advertiser_id, purpose=Purpose.CASH)
-    moved = Q(pk__in=LedgerEntry.objects.filter(account__in=cash).values("transaction_id"))
-    if since is not None:
-        moved &= since
-    return (
-        LedgerTransaction.objects.filter(shown | moved, advertiser_id=advertiser_id)
-        .values("pk", *fields)
-        .annotate(**(sums or _CASH_SUMS), shown=ExpressionWrapper(shown, output_field=BooleanField()),
-                  cash_now=Subquery(cash.values("balance")[:1]))
-        .order_by("-occurred_at", "-pk")
-    )
+    cash_entries = LedgerEntry.objects.filter(account__in=cash)
+    moved = Q(pk__in=cash_entries.values("transaction_id"))
+    if since_pk is not None:
+        moved &= Q(pk__gte=since_pk)
+    signed = Case(When(side=_CASH_SIDE, then=F("amount")), default=-F("amount"), output_field=_MONEY)
+    delta = (cash_entries.filter(transaction_id=OuterRef("pk")).order_by().values("transaction_id")
+             .annotate(s=Sum(signed)).values("s")[:1])
+    qs = LedgerTransaction.objects.filter(shown | moved, advertiser_id=advertiser_id).values("pk", *fields)
+    if sums:
+        qs = qs.annotate(**sums)
+    return qs.alias(cash_delta=Coalesce(Subquery(delta), Value(ZERO), output_field=_MONEY)).annotate(
+        shown=ExpressionWrapper(shown, output_field=BooleanField()),
+        cash_now=Subquery(cash.values("balance")[:1]),
+        cash_later=Window(Sum("cash_delta"), order_by=F("pk").desc(), frame=RowRange(start=None, end=-1)),
+    ).order_by("-occurred_at", "-pk")
 
 
-def _with_cash_balance(rows):
-    """(row, cash balance after it) for each shown row of a `_cash_walk`, newest first."""
-    later = ZERO  # what the transactions newer than this row moved
+def _shown_with_cash_balance(rows):
+    """(row, the cash balance after it) for each shown row of `_cash_rows`, in their order."""
     for r in rows:
-        after = (r["cash_now"] or ZERO) - later
-        later += (r[f"{_CASH_SIDE}_cash"] or ZERO) - (r[f"{_OTHER_SIDE}_cash"] or ZERO)
         if r["shown"]:
-            yield r, after
+            yield r, (r["cash_now"] or ZERO) - (r["cash_later"] or ZERO)
 
 
 def cash_balances_after(*, advertiser_id: int, transactions: list[LedgerTransaction]) -> dict[int, Decimal]:
-    """{transaction id: the advertiser's cash balance after it} for some of its transactions (a
-    page of any filter). One query, on the database the transactions were read from; it reads the
-    cash movements from the oldest of them on, so page 1 costs about its own length."""
+    """{transaction id: the advertiser's cash balance once it was booked} for some of its
+    transactions (a page of any filter). One query, on the database they were read from; it reads
+    only the cash movements from the oldest of them on, so page 1 costs about its own length."""
     if not transactions:
         return {}
-    oldest = min(transactions, key=lambda t: (t.occurred_at, t.pk))
-    since = Q(occurred_at__gt=oldest.occurred_at) | Q(occurred_at=oldest.occurred_at, pk__gte=oldest.pk)
-    rows = _cash_walk(advertiser_id=advertiser_id, shown=Q(pk__in=[t.pk for t in transactions]), since=since)
-    return {r["pk"]: after for r, after in _with_cash_balance(rows.using(transactions[0]._state.db))}
+    rows = _cash_rows(advertiser_id=advertiser_id, shown=Q(pk__in=[t.pk for t in transactions]),
+                      since_pk=min(t.pk for t in transactions))
+    return {r["pk"]: after for r, after in _shown_with_cash_balance(rows.using(transactions[0]._state.db))}
 
 
 # --- the CSV export (issue 13, decision 0028) ---------------------------------------------------
@@ -265,11 +281,11 @@ def transactions_csv_rows(*, advertiser, **filters):
     labels = dict(TxKind.choices)
     zero = fmt(ZERO, cur)
     yield CSV_HEADER
-    rows = _cash_walk(
+    rows = _cash_rows(
         advertiser_id=advertiser.pk, shown=_listed(advertiser=advertiser, **filters), sums=_SUMS,
         fields=("occurred_at", "kind", "campaign__name", "amount", "memo", "deposit__source", "deposit__card_last4"),
     )
-    for r, cash_after in _with_cash_balance(rows.iterator(chunk_size=2000)):
+    for r, cash_after in _shown_with_cash_balance(rows.iterator(chunk_size=2000)):
         kind, card_last4 = r["kind"], ""
         if kind in (TxKind.DEPOSIT, TxKind.PAYMENT):
             parts = []
@@ -349,9 +365,10 @@ class PaymentsOverview:
 
 
 def payments_overview(*, advertiser, recent: int = 10) -> PaymentsOverview:
-    """Balances, 30 days of spend and the last transactions: five queries in all."""
+    """Balances, 30 days of spend and the last transactions: five queries in all (no cash balance column)."""
     return PaymentsOverview(
         balances=advertiser_balances(advertiser=advertiser),
         spend=spend_by_day(advertiser=advertiser),
-        recent=transaction_rows(transactions_query(advertiser=advertiser)[:recent]),
+        # the Overview lists no balance: its cards show the balances now
+        recent=transaction_rows(transactions_query(advertiser=advertiser)[:recent], cash_balance=False),
     )

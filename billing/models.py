@@ -377,20 +377,25 @@ class Bill(models.Model):
         return self.amount + self.tax
 
 
-def next_seq(advertiser_id: int, *, offset: int = 1):
-    """The number `offset` places after the account's last automatic bill, as an expression for
-    the INSERT (computed by the database as it inserts, under the caller's advertiser lock)."""
-    last = Bill.objects.filter(advertiser_id=advertiser_id).order_by().values("advertiser_id").annotate(
-        last=models.Max("seq")).values("last")
-    return Coalesce(models.Subquery(last), 0) + offset
+def _last_seq(advertiser):
+    """The account's largest bill number so far: one backward step on the (advertiser, seq) index."""
+    return models.Subquery(Bill.objects.filter(advertiser_id=advertiser, seq__isnull=False).order_by("-seq")
+                           .values("seq")[:1])
+
+
+def next_seq(advertiser_id: int):
+    """The account's next bill number, as an expression for the bill's INSERT: computed by the
+    database as it inserts, under the caller's advertiser lock (decision 0031)."""
+    return Coalesce(_last_seq(advertiser_id), 0) + 1
 
 
 def bills_number(bills: list["Bill"]) -> None:
     """Give new automatic bills (made together, caller holding their advertisers' locks) the next
     numbers of their accounts, in list order: one query, however many bills and accounts."""
     ids = {b.advertiser_id for b in bills}
-    last = dict(Bill.objects.filter(advertiser_id__in=ids).order_by().values("advertiser_id")
-                .annotate(last=models.Max("seq")).values_list("advertiser_id", "last")) if ids else {}
+    advertisers = Bill._meta.get_field("advertiser").related_model.objects
+    last = dict(advertisers.filter(pk__in=ids).annotate(last=_last_seq(models.OuterRef("pk")))
+                .values_list("pk", "last")) if ids else {}
     for bill in bills:
         bill.seq = last[bill.advertiser_id] = (last.get(bill.advertiser_id) or 0) + 1
 

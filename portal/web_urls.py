@@ -54,6 +54,11 @@ urlpatterns = [
     path("a/<int:advertiser_id>/payments/refund/", billing_views.refund_close, name="payments_refund_close"),
     path("a/<int:advertiser_id>/payments/promotions/", promotions_views.promotions, name="payments_promotions"),
     path(
+        "a/<int:advertiser_id>/payments/promotions/credits/<int:credit_id>/usage/",
+        promotions_views.credit_usage,
+        name="payments_credit_usage",
+    ),
+    path(
         "a/<int:advertiser_id>/payments/promotions/credits/<int:credit_id>/assign/",
         promotions_views.credit_assign_campaigns,
         name="payments_credit_assign",

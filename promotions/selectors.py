@@ -1,7 +1,9 @@
 """Reads for the Promotions and Coupon Progress pages (SPEC R16–R21, R30, R31, R34).
 
 Every read here costs a fixed number of queries whatever the number of credits, enrollments or
-appeals: aggregates in SQL, tiers and attachments prefetched, the credit list paginated.
+appeals: aggregates in SQL, tiers and attachments prefetched, the credit list paginated. A credit's
+usage history is a page of its ledger account's entries, with what was left after each summed by a
+window in the same query (decision 0030).
 """
 
 import math
@@ -9,9 +11,24 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.db.models import Case, Count, F, IntegerField, Prefetch, Q, Sum, Value, When
+from django.db.models import (
+    Case,
+    Count,
+    DecimalField,
+    F,
+    IntegerField,
+    Prefetch,
+    Q,
+    QuerySet,
+    RowRange,
+    Sum,
+    Value,
+    When,
+    Window,
+)
 from django.utils import timezone
 
+from billing.models import CREDIT, DEBIT, NORMAL_SIDE, LedgerEntry, Purpose, TxKind
 from portal.models import BillingMethod
 from promotions.credit_table import EXPIRING_SOON, OPEN_STATUSES
 from promotions.models import (
@@ -91,6 +108,90 @@ def credits_query(*, advertiser, status: str = ""):
         open_expiry=Case(When(is_open, then=F("expires_at"))),
         closed_expiry=Case(When(~is_open, then=F("expires_at"))),
     ).order_by("closed_rank", "open_expiry", F("closed_expiry").desc(nulls_last=True), "-pk")
+
+
+# --- one credit's usage (issue 13, decision 0030) ----------------------------------------------
+
+USAGE_PAGE_SIZE = 25
+USAGE_LABELS = {
+    TxKind.CHARGE: "Used for ad spend",
+    TxKind.CREDIT_ISSUE: "Issued",
+    TxKind.CREDIT_EXPIRE: "Expired",
+    TxKind.CREDIT_WITHDRAW: "Withdrawn",
+    TxKind.CREDIT_FORFEIT: "Forfeited",
+}
+_ADDS = NORMAL_SIDE[Purpose.PROMO_CREDIT]  # the side that adds to a credit (credit)
+
+
+@dataclass
+class UsageRow:
+    """One event of a credit: its issue, a charge it paid part of, its expiry or withdrawal."""
+
+    id: int
+    occurred_at: datetime
+    kind: str
+    label: str
+    campaign: str
+    amount: Decimal  # signed: what the event added to (+) or took from (−) the credit
+    charge: Decimal | None  # for ad spend: the whole charge the credit paid part of
+    remaining: Decimal  # what was left of the credit (a discount's cap) once the event was booked
+
+    @property
+    def direction(self) -> str:
+        return "in" if self.amount > 0 else "out"
+
+
+@dataclass
+class UsageSummary:
+    issued: Decimal
+    used: Decimal  # paid for ad spend
+    ended: Decimal  # expired, withdrawn or forfeited
+    remaining: Decimal
+
+
+def credit_usage_query(*, credit) -> QuerySet:
+    """The entries of the credit's ledger account, the last booked first, each with its
+    transaction and campaign and `remaining_after`: the account's balance once the entry was
+    booked, a window sum in booking order (an advertiser's transaction ids are). Booking order, not
+    the date: a credit pays only once issued, so its issue is the first row and each row's remaining
+    is the previous one's less what the row took, even for a charge reported late, dated before
+    the issue of a credit valid from earlier. A page of it is one query, and the window sees every
+    entry, not only the page's."""
+    signed = Case(When(side=_ADDS, then=F("amount")), default=-F("amount"),
+                  output_field=DecimalField(max_digits=20, decimal_places=4))
+    booked = [F("transaction_id").asc(), F("pk").asc()]
+    return (
+        LedgerEntry.objects.filter(account_id=credit.ledger_account_id)
+        .select_related("transaction__campaign")
+        .annotate(signed=signed,
+                  remaining_after=Window(Sum(signed), order_by=booked, frame=RowRange(start=None, end=0)))
+        .order_by("-transaction_id", "-pk")
+    )
+
+
+def credit_usage_rows(entries) -> list[UsageRow]:
+    """Rows for a page of `credit_usage_query` (no further queries)."""
+    rows = []
+    for e in entries:
+        tx = e.transaction
+        rows.append(UsageRow(
+            id=e.pk, occurred_at=tx.occurred_at, kind=tx.kind, label=USAGE_LABELS.get(tx.kind, tx.get_kind_display()),
+            campaign=tx.campaign.name if tx.campaign_id else "", amount=e.signed,
+            charge=tx.amount if tx.kind == TxKind.CHARGE else None, remaining=e.remaining_after,
+        ))
+    return rows
+
+
+def credit_usage_summary(*, credit) -> UsageSummary:
+    """Issued, used for ad spend, ended (expired, withdrawn, forfeited) and left: one aggregate
+    over the credit's entries; `credit` comes with its ledger account."""
+    used = Q(side=DEBIT, transaction__kind=TxKind.CHARGE)
+    row = LedgerEntry.objects.filter(account_id=credit.ledger_account_id).aggregate(
+        issued=Sum("amount", filter=Q(side=CREDIT)), used=Sum("amount", filter=used),
+        ended=Sum("amount", filter=Q(side=DEBIT) & ~used),
+    )
+    return UsageSummary(issued=row["issued"] or ZERO, used=row["used"] or ZERO, ended=row["ended"] or ZERO,
+                        remaining=credit.ledger_account.balance)
 
 
 # --- ladder programs ---------------------------------------------------------------------------

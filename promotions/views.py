@@ -28,7 +28,11 @@ from promotions.forms import APPEAL_ERROR_FIELDS, STATUS_FILTERS, AppealForm, Cr
 from promotions.models import AppealAttachment, Credit, ProgramKind
 from promotions.programs import enrollment_create
 from promotions.selectors import (
+    USAGE_PAGE_SIZE,
     credit_summary,
+    credit_usage_query,
+    credit_usage_rows,
+    credit_usage_summary,
     credits_query,
     enrollment_rows,
     freeze_state,
@@ -93,6 +97,30 @@ def credits(request, advertiser_id):
     url = reverse("payments_promotions", args=[advertiser.pk])
     query = request.GET.urlencode()
     return redirect(f"{url}?{query}" if query else url)
+
+
+@login_required
+@require_GET
+def credit_usage(request, advertiser_id, credit_id):
+    """One credit's history (issue 13): its issue, every charge it paid part of with what was left
+    after, its expiry or withdrawal — paged. For whoever may open Promotions; htmx gets the panel
+    the Promotions page shows under its list, a plain link the page around it."""
+    advertiser, role = advertiser_for_request(request, advertiser_id, need="payments_read")
+    credit = get_object_or_404(Credit.objects.select_related("ledger_account"), pk=credit_id, advertiser=advertiser)
+    page = Paginator(credit_usage_query(credit=credit), USAGE_PAGE_SIZE).get_page(request.GET.get("page"))
+    context = {
+        "advertiser": advertiser,
+        "role": role,
+        "credit": credit,
+        "page": page,
+        "rows": credit_usage_rows(page.object_list),
+        "summary": credit_usage_summary(credit=credit),
+    }
+    partial = request.htmx and not request.htmx.history_restore_request
+    response = render(request, "promotions/credit_usage.html#usage" if partial else "promotions/credit_usage.html",
+                      context)
+    patch_vary_headers(response, ("HX-Request",))
+    return response
 
 
 @login_required
