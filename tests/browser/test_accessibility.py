@@ -115,7 +115,7 @@ def world():
     support = UserFactory(username="support-agent", is_staff=True, is_superuser=True)
     return {"owner": owner, "support": support, "auto": auto.advertiser, "failed": failed,
             "invoiced": invoiced.advertiser, "invoice": invoice, "bc": bc, "shop": adv,
-            "frozen": frozen.advertiser, "appeal": appeal}
+            "frozen": frozen.advertiser, "appeal": appeal, "coupon": coupon}
 
 
 def redeem_wrong_code(page):
@@ -157,6 +157,8 @@ def dashboard_pages(w):
         ("payments_promotions", reverse("payments_promotions", args=[shop]), show_expired_credits, ("Status",)),
         ("payments_promotions", reverse("payments_promotions", args=[w["frozen"].pk]), None, ()),
         ("payments_redeem_code", reverse("payments_promotions", args=[shop]), redeem_wrong_code, ()),
+        ("payments_credit_usage", reverse("payments_credit_usage", args=[shop, w["coupon"].pk]), None,
+         ("Amount", "Remaining after")),
         ("shop_coupon_progress", reverse("shop_coupon_progress", args=[shop]), None, ()),
         ("bc_documents", reverse("bc_documents", args=[w["bc"].pk]), None, ("Account", "Total", "Status")),
     ]
@@ -196,7 +198,7 @@ def chart_label_sizes(page) -> list[float]:
 
 def test_every_web_url_name_is_audited_or_not_a_page():
     names = {p.name for p in web_urls.urlpatterns}
-    rows = {k: SimpleNamespace(pk=1) for k in ("auto", "invoiced", "shop", "failed", "invoice", "bc", "frozen")}
+    rows = {k: SimpleNamespace(pk=1) for k in ("auto", "invoiced", "shop", "failed", "invoice", "bc", "frozen", "coupon")}
     audited = {name for name, *_ in dashboard_pages(rows)} | {"login"}
     assert names - audited - set(NOT_PAGES) == set(), "pages without an accessibility audit"
     assert set(NOT_PAGES) <= names and audited <= names

@@ -16,8 +16,21 @@ from billing.models import CREDIT, LedgerEntry
 from promotions.credits import credit_assign, credit_withdraw
 from promotions.expiry import expire_credits
 from promotions.selectors import USAGE_PAGE_SIZE
-from tests.factories import deposit, grant
-from tests.pages_helpers import element, fast_password_hashing, logged_in, make_team, spend, team, text  # noqa: F401
+from tests.factories import UserFactory, deposit, grant
+from tests.pages_helpers import (  # noqa: F401
+    axe_violations,
+    browser_login,
+    browser_page,
+    describe_violations,
+    element,
+    fast_password_hashing,
+    logged_in,
+    make_team,
+    outside_viewport,
+    spend,
+    team,
+    text,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -181,10 +194,12 @@ def test_htmx_gets_the_panel_only_and_a_plain_link_the_page(team):
 
 # --- who may see it ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("role", ["admin", "finance", "analyst"])
+@pytest.mark.parametrize("role", ["admin", "finance", "analyst", "staff"])
 def test_roles_that_see_promotions_see_usage(team, role):
     credit = grant(team.advertiser, "free", "12.00")
-    response = team.client(role).get(usage_url(team, credit))
+    client = logged_in(UserFactory(is_staff=True)) if role == "staff" else team.client(role)
+    assert client.get(f"/a/{team.advertiser.pk}/payments/promotions/").status_code == 200
+    response = client.get(usage_url(team, credit))
     assert response.status_code == 200 and "Usage of Free credit" in text(response)
 
 
@@ -229,3 +244,43 @@ def test_same_queries_for_3_or_80_charges(db, fast_password_hashing):
         counts = [_queries(t.admin, usage_url(t, c, query), headers) for t, c in teams]
         assert counts[0] == counts[1], (query, counts)
         assert counts[1] <= 10, (query, counts)
+
+
+# --- in a browser: the Promotions page opens it in place ---------------------------------------
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("width", [1366, 375])
+def test_usage_opens_under_the_list_pages_in_place_and_passes_axe(live_server, browser_page, width):
+    from playwright.sync_api import expect
+
+    # given a coupon that paid 30 charges
+    t = make_team(name="Acme Shoes")
+    deposit(t.advertiser, "500.00")
+    coupon = grant(t.advertiser, "assignable", "100.00")
+    credit_assign(credit=coupon, campaign_ids=[t.campaign.pk])
+    for _ in range(30):
+        spend(t.campaign, "2.00", occurred_at=timezone.now())
+    page, base = browser_page, live_server.url
+    page.set_viewport_size({"width": width, "height": 800})
+    browser_login(page, base, t.users["analyst"])
+    promotions = f"{base}/a/{t.advertiser.pk}/payments/promotions/"
+    page.goto(promotions)
+    # when the analyst opens the coupon's usage
+    page.locator(f"#credit-{coupon.pk}").get_by_role("link", name=f"Usage of Coupon #{coupon.pk}").click()
+    # then it opens under the list, on the same page, with focus on its heading
+    panel = page.locator("#credit-usage #credit-usage-panel")
+    expect(panel).to_be_visible()
+    expect(page.locator("#usage-title")).to_be_focused()
+    expect(page).to_have_url(promotions)
+    expect(panel.locator("tbody tr")).to_have_count(USAGE_PAGE_SIZE)
+    expect(panel.locator("tbody tr").first).to_contain_text("$40.00")  # 100 less 30 charges of 2
+    # and its older page replaces it in place
+    panel.get_by_role("link", name="Older →").click()
+    expect(panel.locator("tbody tr")).to_have_count(6)
+    expect(panel.locator("tbody tr").last).to_contain_text("Issued")
+    expect(page).to_have_url(promotions)
+    violations = axe_violations(page, base)
+    assert not violations, describe_violations(violations)
+    assert outside_viewport(page, "#credit-usage td, #credit-usage .btn") == []
+    assert page.console_errors == []
