@@ -318,7 +318,9 @@ def _month_range(month: tuple[int, int], tz) -> tuple[datetime, datetime]:
 def _listed(documents: QuerySet, kind: str | None) -> QuerySet:
     """Newest first, with what each row's state is computed from (`with_state`: a constant number of
     queries for a page) and without the JSON and text no row shows."""
-    qs = with_state(documents).defer(*LIST_DEFERRED).order_by("-issued_at", "-pk")  # index document_*_issued_id
+    qs = (with_state(documents).select_related("refers_to")  # a credit note's row names what it corrects
+          .defer(*LIST_DEFERRED, *(f"refers_to__{f}" for f in LIST_DEFERRED))
+          .order_by("-issued_at", "-pk"))  # index document_*_issued_id
     return qs.filter(kind=kind) if kind else qs
 
 
@@ -408,6 +410,7 @@ class DocumentRow:
     pdf_url: str = ""
     account: str = ""  # the advertiser's name, on the Business Center's page
     account_id: str = ""
+    corrects: str = ""  # a credit note: the number of the document it corrects
 
 
 def document_row(doc: Document, *, tz, at: datetime | None = None, pdf_url: str = "", account: str = "") -> DocumentRow:
@@ -437,6 +440,7 @@ def document_row(doc: Document, *, tz, at: datetime | None = None, pdf_url: str 
         pdf_url=pdf_url,
         account=account,
         account_id=str(doc.advertiser_id),
+        corrects=doc.refers_to.number if doc.refers_to_id else "",
     )
 
 

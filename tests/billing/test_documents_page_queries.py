@@ -143,3 +143,17 @@ def test_a_rows_pdf_link_is_the_reversed_url_though_reversed_once_a_page():
         pdf_url = _pdf_urls(advertiser_id)
         for document_id in (1, 7, _URL_SLOT, 10**12):
             assert pdf_url(document_id) == reverse("payments_document_pdf", args=[advertiser_id, document_id])
+
+
+def test_a_credit_notes_row_names_the_document_it_corrects_with_no_query_a_row():
+    """The list says which invoice a credit note corrects ("Credit note for INV-…"), read with
+    the page's documents (the 3 vs 60 test above holds the query count)."""
+    from tests.pages_helpers import text
+
+    t = small_account()
+    note = Document.objects.get(advertiser=t.advertiser, kind=DocumentKind.CREDIT_NOTE)
+    html = t.client("finance").get(url(t)).content.decode()
+    row = re.search(rf'<tr data-document="{note.pk}".*?</tr>', html, re.S).group(0)
+    assert f"Credit note for {note.refers_to.number}" in text(row)
+    invoice_row = re.search(rf'<tr data-document="{note.refers_to_id}".*?</tr>', html, re.S).group(0)
+    assert " for " not in text(invoice_row)

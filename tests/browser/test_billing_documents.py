@@ -221,7 +221,7 @@ def test_billing_manager_issues_a_credit_note_and_the_advertiser_sees_it_on_bill
     # then the credit note is listed with the invoice's net, tax and total, and the invoice is credited
     expect(page.locator("#document-count")).to_have_text("2 documents")
     cn_row = page.locator(f'tr[data-document="{note.pk}"]')
-    expect(cn_row.locator("td")).to_have_text([note.number, "Credit note", local_day(note, adv),
+    expect(cn_row.locator("td")).to_have_text([note.number, f"Credit note for {invoice.number}", local_day(note, adv),
                                                "€300.00", "€69.00", "€369.00", "Issued", "PDF"])
     expect(inv_row.locator(".badge")).to_have_text("Credited")
     expect(inv_row).not_to_contain_text("due")
