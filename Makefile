@@ -44,7 +44,9 @@ dirs:
 	@mkdir -p var/broker/queue var/broker/processed var/broker/control
 
 run: install dirs
-	@scripts/run.sh
+	@# In a terminal the run is a job of its own (bash -m): Ctrl-C reaches it, not make, so
+	@# scripts/run.sh stops the processes and `make run` exits 0 (make dies of a SIGINT it gets).
+	@if [ -t 0 ]; then bash -mc 'scripts/run.sh; exit $$?'; else scripts/run.sh; fi
 
 chromium:
 	@scripts/ensure-chromium.sh
