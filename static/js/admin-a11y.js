@@ -1,7 +1,8 @@
 // The support console's small accessibility and phone fixes that need the DOM (issue 13; loaded by
 // templates/admin/base_site.html, no inline script: CSP). Django's own CSS and JS stay as they are.
 //
-// 1. Lists (#result_list) and the confirmation tables (table.stack-on-phone): each cell gets its
+// 1. Lists (#result_list), the confirmation tables (table.stack-on-phone) and a change form's
+//    tables (tabular inlines, read-only histories): each cell gets its
 //    column's header text as data-label; at <= 600 px static/css/admin.css shows each row as
 //    stacked "label: value" lines, so the link and status columns are never off-screen. The table
 //    semantics are set explicitly (CSS display changes strip them in some browsers).
@@ -19,7 +20,7 @@
 
   function stack(table) {
     var head = table.tHead && table.tHead.rows[table.tHead.rows.length - 1];
-    if (!head || table.dataset.stacked) return;
+    if (!head) return;  // run again after a formset adds a row: the new row gets its labels too
     var labels = [];
     Array.prototype.forEach.call(head.cells, function (th) {
       for (var i = 0; i < (th.colSpan || 1); i++) labels.push(text(th));
@@ -29,6 +30,7 @@
       group.setAttribute("role", "rowgroup");
     });
     Array.prototype.forEach.call(table.rows, function (row) {
+      if (row.classList.contains("add-row")) return;  // the formset's "Add another" link, not data
       row.setAttribute("role", "row");
       var column = 0;
       Array.prototype.forEach.call(row.cells, function (cell) {
@@ -68,10 +70,20 @@
     });
   }
 
+  // A box that still scrolls sideways (a wide inline on a phone) can be reached by keyboard.
+  function focusableScrollers() {
+    document.querySelectorAll("#content-main .inline-group, #content-main .inline-group .tabular").forEach(function (box) {
+      var scrolls = box.scrollWidth > box.clientWidth || box.scrollHeight > box.clientHeight;
+      if (scrolls && !box.hasAttribute("tabindex")) box.tabIndex = 0;
+    });
+  }
+
   function run() {
-    document.querySelectorAll("#result_list, table.stack-on-phone").forEach(stack);
+    // lists, confirmations, and a change form's tables: tabular inlines and read-only histories
+    document.querySelectorAll("#result_list, table.stack-on-phone, #content-main form table").forEach(stack);
     nameAutocompletes();
     roleIcons();
+    focusableScrollers();
   }
 
   document.addEventListener("DOMContentLoaded", function () { run(); watchAutocompletes(); });

@@ -171,8 +171,7 @@ def phone_problems(page) -> list[str]:
                                 f"{off[0]['left']}..{off[0]['right']} px: {off[0]['html']}")
         if page.locator("#result_list.table-stack").count() == 0:
             problems.append("the list is not stacked (static/js/admin-a11y.js did not run)")
-    # the list and a confirmation's table (a change form's inline and read-only history tables scroll
-    # inside their own box, which the page-width check above covers)
+    # every stacked table: the list, a confirmation's, a change form's inlines and histories
     off = outside_viewport(page, "#content table.table-stack > tbody > tr > *, #content .submit-row input, "
                                  "#content .submit-row button, #content .submit-row a, .object-tools a, "
                                  ".actions button, .paginator a")
