@@ -155,6 +155,12 @@ def issue_monthly_invoices(*, at: datetime | None = None, chunk: int = 200) -> d
     return counts
 
 
+def _invoice_context(adv, bill: Bill, amount) -> dict:
+    """What an invoice's emails say of it: the amount, its number, its bill and the due date."""
+    return {"amount": f"{bill.currency} {fmt(amount, bill.currency)}", "number": bill.number, "bill_id": bill.pk,
+            "due": bill.due_at.astimezone(adv.tz).strftime("%b %-d, %Y")}
+
+
 def _notify_overdue(adv, bills: list[Bill]) -> None:
     """"Invoice … is overdue: delivery is paused" (R27, R36), once per invoice: the job marks an
     invoice overdue once, and the key is the invoice's."""
@@ -163,12 +169,7 @@ def _notify_overdue(adv, bills: list[Bill]) -> None:
     docs = {d.bill_id: d for d in with_state(Document.objects.filter(kind=DocumentKind.INVOICE, bill__in=bills))}
     owed = {bill.pk: amount_due(docs[bill.pk]) if bill.pk in docs else bill.charge_amount for bill in bills}
     notify_many([
-        Draft(adv, "invoice_overdue", f"invoice_overdue:{bill.pk}", {
-            "amount": f"{bill.currency} {fmt(owed[bill.pk], bill.currency)}",
-            "number": bill.number,
-            "bill_id": bill.pk,
-            "due": bill.due_at.astimezone(adv.tz).strftime("%b %-d, %Y"),
-        })
+        Draft(adv, "invoice_overdue", f"invoice_overdue:{bill.pk}", _invoice_context(adv, bill, owed[bill.pk]))
         for bill in bills
     ], skip_existing=True)
 
@@ -178,11 +179,8 @@ def _notify_invoices(issued) -> None:
 
     notify_many([
         Draft(adv, "invoice_issued", f"invoice_issued:{bill.pk}", {
-            "amount": f"{bill.currency} {fmt(bill.charge_amount, bill.currency)}",
-            "number": bill.number,
-            "bill_id": bill.pk,
+            **_invoice_context(adv, bill, bill.charge_amount),
             "month": bill.period_start.astimezone(adv.tz).strftime("%B %Y"),
-            "due": bill.due_at.astimezone(adv.tz).strftime("%b %-d, %Y"),
         })
         for adv, bill in issued
     ])

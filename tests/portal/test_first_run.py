@@ -162,7 +162,7 @@ def test_run_prints_the_bind_address_keeps_mail_off_the_console_and_ctrl_c_exits
         console.kill()
 
 
-class Terminal:
+class Terminal(Console):
     """A command run in a pseudo-terminal, as a person runs it: its own session with the pty as
     its controlling terminal, so Ctrl-C (the byte 0x03) is the terminal's SIGINT to whichever
     process group is in the foreground — not a signal the test picks a target for."""
@@ -198,20 +198,6 @@ class Terminal:
     def lines(self) -> list[str]:
         return self.buffer.splitlines()
 
-    @property
-    def text(self) -> str:
-        return self.buffer
-
-    def wait_for(self, pattern: str, timeout: float) -> int:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for i, line in enumerate(self.lines):
-                if re.search(pattern, line):
-                    return i
-            assert self.proc.poll() is None, f"exited with {self.proc.returncode}:\n{self.text}"
-            time.sleep(0.1)
-        raise AssertionError(f"no line matching {pattern!r} after {timeout} s:\n{self.text}")
-
     def ctrl_c(self, timeout: float = 30) -> int:
         os.write(self.master, b"\x03")
         code = self.proc.wait(timeout=timeout)
@@ -219,9 +205,7 @@ class Terminal:
         return code
 
     def kill(self):
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+        super().kill()
         try:
             os.close(self.master)
         except OSError:
