@@ -622,11 +622,12 @@ def advertisers_sql(count: int, at, *, billing_method: str = "manual", credit_fr
         f"""INSERT INTO portal_advertiser
               (id, name, currency, timezone, billing_method, status, registered_at, signup_source, shop_id,
                credit_frozen, billing_threshold, bill_cycle, credit_line_limit, invoicing_eligible, created_at,
-               business_center_id, failed_payments, next_bill_at, successful_payments)
+               business_center_id, failed_payments, next_bill_at, successful_payments,
+               spending_limit, spending_limit_period, limit_spent, limit_month)
             SELECT a, 'Bench advertiser ' || a, {CURRENCY_SQL.format('a')},
                    (ARRAY['UTC', 'America/New_York', 'Europe/Berlin', 'Asia/Tokyo'])[1 + a % 4], '{billing_method}',
                    'active', {since}, 'organic', '', {credit_frozen}, {billing_threshold}, 'monthly', 0, false, {since},
-                   NULL, 0, {next_bill_at}, {successful_payments}
+                   NULL, 0, {next_bill_at}, {successful_payments}, NULL, 'monthly', 0, NULL
               FROM generate_series(1, {int(count)}) a""",
         f"""INSERT INTO billing_ledgeraccount (id, purpose, currency, normal, balance, advertiser_id, business_center_id)
             SELECT (a - 1) * 10 + p.k, p.purpose, {CURRENCY_SQL.format('a')}, p.normal, 0, a, NULL

@@ -251,11 +251,12 @@ class PaymentMethodAdmin(ReadOnlyAdmin):
 class ReconciliationRunAdmin(ReadOnlyAdmin):
     """`reconcile_ledger` runs (R33): each difference it found, as it found it (never fixed)."""
 
-    list_display = ["started_at", "finished_at", "outcome", "accounts_checked", "transactions_checked",
-                    "difference_count"]
-    list_filter = ["ok"]
+    list_display = ["started_at", "finished_at", "mode", "outcome", "accounts_checked", "transactions_checked",
+                    "entries_read", "difference_count"]
+    list_filter = ["ok", "mode"]
     ordering = ["-started_at"]
-    fields = ["started_at", "finished_at", "outcome", "accounts_checked", "transactions_checked", "differences_found"]
+    fields = ["started_at", "finished_at", "mode", "outcome", "accounts_checked", "transactions_checked",
+              "entries_read", "transactions_upto", "differences_found"]
     readonly_fields = fields
 
     @admin.display(description="Differences")

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field, WithJsonSchema, model_validator
 from billing.autopay import bill_pay, payment_method_set
 from billing.bc import bc_cash_balance, bc_deposit_create
 from billing.deposits import cash_refund, deposit_create
+from billing.limits import limit_view, spending_limit_set
 from billing.models import Bill, BillKind, BillStatus, SpendEvent
 from billing.selectors import advertiser_balances
 from billing.spend import EVENT_ID_MAX, allocations_for, spend_record_batch
@@ -23,6 +24,7 @@ from portal.api_schemas import (
     BCCashOut,
     BillingMethodIn,
     DepositIn,
+    LimitPeriodIn,
     ID_SCHEMA,
     Money,
     Text,
@@ -295,6 +297,51 @@ def billing_settings_view(request, id: str, payload: BillingSettingsIn):
         by=request.auth,
     )
     return billing_settings_json(adv)
+
+
+# --- the account spending limit (R43) ---------------------------------------------------------------
+
+
+class SpendingLimitIn(Schema):
+    amount: AmountIn | None  # required; null removes the limit
+    period: LimitPeriodIn | None = None
+    reason: Text(200, required=False) | None = None
+
+
+class SpendingLimitOut(Schema):
+    amount: Money | None
+    period: str
+    spent: Money
+    remaining: Money | None
+    resets_at: Timestamp | None  # an addition: a monthly limit's next month start (account time zone)
+
+
+def spending_limit_json(view, currency: str) -> dict:
+    return {
+        "amount": None if view.amount is None else money(view.amount, currency),
+        "period": view.period,
+        "spent": money(view.spent, currency),
+        "remaining": None if view.remaining is None else money(view.remaining, currency),
+        "resets_at": iso(view.resets_at) if view.resets_at else None,
+    }
+
+
+@router.get("/advertisers/{id}/spending-limit", response={200: SpendingLimitOut, **ERRORS},
+            summary="The account spending limit and what it has counted (payments access, staff)")
+def spending_limit_get(request, id: str):
+    adv, _ = advertiser_for(request.auth, id, need="payments_read")
+    return spending_limit_json(limit_view(adv), adv.currency)
+
+
+@router.put("/advertisers/{id}/spending-limit", response={200: SpendingLimitOut, **ERRORS},
+            summary="Set, change or remove (amount null) the account spending limit, lifetime or monthly "
+                    "(admin, staff); audited")
+def spending_limit_put(request, id: str, payload: SpendingLimitIn):
+    adv, _ = advertiser_for(request.auth, id, need="admin")
+    reason = payload.reason if isinstance(payload.reason, str) and payload.reason.strip() else "Set through the API"
+    view = spending_limit_set(advertiser=adv, amount=payload.amount, period=payload.period, by=request.auth,
+                              reason=reason)
+    return spending_limit_json(view, adv.currency)
 
 
 # --- bills (R24, R26, R27) -----------------------------------------------------------------------

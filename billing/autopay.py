@@ -113,19 +113,6 @@ def threshold_set(*, advertiser, amount, reason: str, at: datetime | None = None
     return amount
 
 
-def _maybe_grow_threshold(adv, at: datetime) -> None:
-    """After BILLING_PAYMENTS_PER_STEP successful payments in a row, move one step up (R25).
-    A failed payment resets the run, so the threshold never grows on the back of a failure."""
-    if adv.successful_payments < settings.BILLING_PAYMENTS_PER_STEP:
-        return
-    higher = [s for s in threshold_steps(adv.currency) if adv.billing_threshold is None or s > adv.billing_threshold]
-    if not higher:
-        return
-    if not threshold_may_change(threshold_changes_this_month(adv, at)):
-        return
-    threshold_set(advertiser=adv, amount=fmt(higher[0], adv.currency), reason=GROWN, at=at)
-
-
 # --- bill dates (R24) -------------------------------------------------------------------------
 
 def next_bill_date(advertiser, after: datetime) -> datetime:
@@ -236,134 +223,97 @@ class Attempt:
     last4: str
     bill: Bill | None = None
 
+    @property
+    def approved(self) -> bool:
+        return self.result is not None and self.result.approved
+
 
 def _book_result(*, bill_id: int, advertiser_id: int, result, last4: str, at: datetime,
                  more: list[Attempt] = ()) -> Bill:
     """Book the gateway's answer for a bill — and, with `more`, for the rest of a chunk's bills
-    (`charge_thresholds`): the one door to booking, so a crash after the gateway's approval
-    leaves the same state whichever path was booking. Returns the first bill; `more`'s bills are
-    filled in their `Attempt`."""
-    if more:
-        first = Attempt(bill_id, advertiser_id, result, last4)
-        _book_chunk([first, *more], at=at)
-        return first.bill
-    return _book_one(bill_id=bill_id, advertiser_id=advertiser_id, result=result, last4=last4, at=at)
-
-
-def _book_one(*, bill_id: int, advertiser_id: int, result, last4: str, at: datetime) -> Bill:
-    with transaction.atomic():
-        adv = lock_advertisers([advertiser_id])[advertiser_id]
-        bill = Bill.objects.select_for_update().get(pk=bill_id)
-        bill.booked_now = False
-        if bill.status == BillStatus.PAID:
-            return bill  # a concurrent attempt booked it: the gateway charged once (same key)
-        if result is not None and result.approved:
-            accounts = advertiser_accounts([adv.pk])[adv.pk]
-            ledger_post(payment_posting(adv, accounts, bill, last4=last4, at=at))
-            bill.status, bill.paid_at = BillStatus.PAID, at
-            bill.gateway_reference, bill.card_last4, bill.last_error, bill.next_retry_at = result.reference, last4, "", None
-            bill.save(update_fields=["status", "paid_at", "gateway_reference", "card_last4", "last_error", "next_retry_at"])
-            bill.booked_now = True
-            receipts_for_bills([(adv, bill)])
-            adv.failed_payments = 0
-            adv.successful_payments += 1
-            adv.save(update_fields=["failed_payments", "successful_payments"])
-            if not bill.is_invoice:
-                _maybe_grow_threshold(adv, at)
-                shop_credits_activate(advertiser_ids=[adv.pk])
-            if account_paid_up(adv):
-                campaigns_resume(advertiser=adv)
-            _notify_bill(adv, bill, "bill_paid")
-        else:
-            message = "No payment method on file." if result is None else (result.message or f"Payment {result.status}.")
-            failures = adv.failed_payments + 1
-            schedule = settings.BILLING_RETRY_AFTER_HOURS
-            bill.status = BillStatus.OVERDUE if bill.status == BillStatus.OVERDUE else BillStatus.FAILED
-            bill.last_error = message[:300]
-            bill.next_retry_at = at + timedelta(hours=schedule[min(failures, len(schedule)) - 1])
-            bill.save(update_fields=["status", "last_error", "next_retry_at"])
-            adv.failed_payments = failures
-            adv.successful_payments = 0
-            adv.save(update_fields=["failed_payments", "successful_payments"])
-            paused = failures > settings.BILLING_PAUSE_AFTER_FAILURES and campaigns_pause(advertiser=adv) > 0
-            from promotions.freeze import AUTO_FREEZE_AFTER_FAILED_PAYMENTS, credit_freeze
-
-            if failures >= AUTO_FREEZE_AFTER_FAILED_PAYMENTS and not adv.credit_frozen:
-                credit_freeze(advertiser=adv, reason=f"{failures} failed payments in a row", rule="failed_payments")
-            _notify_bill(adv, bill, "payment_failed", paused=paused)  # the email says so when it paused
-    return bill
+    (`charge_thresholds`): the one door to booking (`_book_chunk`; a single bill is a chunk of
+    one), so a crash after the gateway's approval leaves the same state whichever path was
+    booking. Returns the first bill; `more`'s bills are filled in their `Attempt`."""
+    first = Attempt(bill_id, advertiser_id, result, last4)
+    _book_chunk([first, *more], at=at)
+    return first.bill
 
 
 def _book_chunk(attempts: list[Attempt], *, at: datetime) -> None:
-    """Book a chunk's gateway answers (threshold bills, in bill order) with the result each
-    would get from `_book_one` one bill after the other.
+    """Book gateway answers (bills in bill order) in one transaction: the one booking of card
+    payments of bills and invoices (R24, R26, R27) — a job's chunk, Pay now, a retry or the
+    stuck-bill sweep alike (issue 10: no one-bill twin).
 
-    The accounts all of whose answers are approvals — nearly all — are booked in one
-    transaction and a constant number of statements: the advertisers locked (id order), the
-    bills re-read FOR UPDATE and the paid ones skipped (a concurrent run or a replay after a
-    crash booked them), the payments posted with `ledger_post_many`, bills and advertisers
-    updated in one statement each, pending Shop credits activated in one (R21), notifications
-    in one `notify_many`. Per account only where it applies: threshold growth for accounts that
-    reached a step (R25), campaigns resumed for accounts with campaigns paused by billing (R26).
-    An account with a declined or timed-out answer (or no card) has all its answers booked by
-    `_book_one`, in order, as before: the order of its successes and failures decides its
-    counters, retries and pauses.
-    """
+    The advertisers are locked (id order) and the bills re-read FOR UPDATE; a bill already paid is
+    skipped (a concurrent attempt or a replay after a crash booked it: the gateway charged once,
+    same key). Then, in a constant number of statements: the approved payments posted
+    (`ledger_post_many`) with their receipts, every bill's new state and every account's counters
+    written in one UPDATE each, pending Shop credits of accounts whose bill was paid activated
+    (R21), the notices in one `notify_many`. An account's answers are applied in bill order
+    (`_counters_apply`), so its counters, retries, threshold growth (R25) and pauses are what
+    booking its bills one after the other gives. Per account only where it applies: the campaign
+    pause after too many failures and the automatic freeze (R26, R34), campaigns resumed once it
+    is paid up."""
     from portal.models import Campaign, CampaignStatus
     from portal.notifications import notify_many
+    from promotions.freeze import AUTO_FREEZE_AFTER_FAILED_PAYMENTS, credit_freeze
 
-    failing = {a.advertiser_id for a in attempts if a.result is None or not a.result.approved}
-    approved = [a for a in attempts if a.advertiser_id not in failing]
-    if approved:
-        with transaction.atomic():
-            advertisers = lock_advertisers({a.advertiser_id for a in approved})
-            bills = {b.pk: b for b in Bill.objects.select_for_update().filter(pk__in=[a.bill_id for a in approved])
-                     .order_by("pk")}
-            todo = []
-            for a in approved:
-                a.bill = bills[a.bill_id]
-                if a.bill.status != BillStatus.PAID:  # else a concurrent attempt booked it (same key)
-                    if a.bill.is_invoice:
-                        raise ValueError(f"bill #{a.bill.pk} is an invoice: book it with _book_one")
-                    todo.append(a)
-            if todo:
-                _book_approved(todo, advertisers, at=at)
-                notify_many([_bill_draft(advertisers[a.advertiser_id], a.bill, "bill_paid") for a in todo],
-                            skip_existing=True)
-                paid = {a.advertiser_id for a in todo}
-                shop_credits_activate(advertiser_ids=paid)
-                paused = Campaign.objects.filter(advertiser_id__in=paid, status=CampaignStatus.PAUSED_FUNDS)
-                for pk in sorted(set(paused.values_list("advertiser_id", flat=True))):
-                    if account_paid_up(advertisers[pk]):
-                        campaigns_resume(advertiser=advertisers[pk])
-    for a in attempts:
-        if a.advertiser_id in failing:
-            a.bill = _book_one(bill_id=a.bill_id, advertiser_id=a.advertiser_id, result=a.result, last4=a.last4, at=at)
-
-
-def _book_approved(todo: list[Attempt], advertisers: dict, *, at: datetime) -> None:
-    """The payments of `todo` (approved, unpaid, in bill order), set-based; caller holds the
-    advertisers' locks and the bills'. Same rows as `_book_one`'s approved branch per bill."""
-    adv_ids = sorted({a.advertiser_id for a in todo})
-    accounts = advertiser_accounts(adv_ids)
-    taxed = {a.advertiser_id for a in todo if a.bill.tax}
-    for pk in sorted(taxed):
-        accounts[pk][Purpose.TAX_PAYABLE] = tax_account(advertisers[pk])
-    ledger_post_many([payment_posting(advertisers[a.advertiser_id], accounts[a.advertiser_id], a.bill, last4=a.last4,
-                                      at=at) for a in todo])
-    for a in todo:
-        a.bill.status, a.bill.paid_at = BillStatus.PAID, at
-        a.bill.gateway_reference, a.bill.card_last4, a.bill.last_error, a.bill.next_retry_at = (
-            a.result.reference, a.last4, "", None)
-    receipts_for_bills([(advertisers[a.advertiser_id], a.bill) for a in todo])
-    _rows_update(Bill, [a.bill for a in todo], ["status", "paid_at", "gateway_reference", "card_last4", "last_error",
-                                                "next_retry_at"])
-    per_account = defaultdict(int)
-    for a in todo:
-        per_account[a.advertiser_id] += 1
-    _thresholds_grow({advertisers[pk]: n for pk, n in per_account.items()}, at=at)
-    _rows_update(type(advertisers[adv_ids[0]]), [advertisers[pk] for pk in adv_ids],
-                 ["failed_payments", "successful_payments", "billing_threshold"])
+    with transaction.atomic():
+        advertisers = lock_advertisers({a.advertiser_id for a in attempts})
+        bills = {b.pk: b for b in Bill.objects.select_for_update().filter(pk__in=[a.bill_id for a in attempts])
+                 .order_by("pk")}
+        todo = []
+        for a in attempts:
+            a.bill = bills[a.bill_id]
+            a.bill.booked_now = False
+            if a.bill.status != BillStatus.PAID:  # else a concurrent attempt booked it (same key)
+                todo.append(a)
+        if not todo:
+            return
+        paid = [a for a in todo if a.approved]
+        if paid:
+            accounts = advertiser_accounts(sorted({a.advertiser_id for a in paid}))
+            for pk in sorted({a.advertiser_id for a in paid if a.bill.tax}):
+                accounts[pk][Purpose.TAX_PAYABLE] = tax_account(advertisers[pk])
+            ledger_post_many([payment_posting(advertisers[a.advertiser_id], accounts[a.advertiser_id], a.bill,
+                                              last4=a.last4, at=at) for a in paid])
+            for a in paid:
+                a.bill.status, a.bill.paid_at, a.bill.booked_now = BillStatus.PAID, at, True
+                a.bill.gateway_reference, a.bill.card_last4, a.bill.last_error, a.bill.next_retry_at = (
+                    a.result.reference, a.last4, "", None)
+            receipts_for_bills([(advertisers[a.advertiser_id], a.bill) for a in paid])
+        failures = _counters_apply(todo, advertisers, at=at)
+        _rows_update(Bill, [a.bill for a in todo], ["status", "paid_at", "gateway_reference", "card_last4",
+                                                    "last_error", "next_retry_at"])
+        touched = sorted({a.advertiser_id for a in todo})
+        _rows_update(type(advertisers[touched[0]]), [advertisers[pk] for pk in touched],
+                     ["failed_payments", "successful_payments", "billing_threshold"])
+        drafts = []
+        for a in todo:
+            if a.approved:
+                drafts.append(_bill_draft(advertisers[a.advertiser_id], a.bill, "bill_paid"))
+        paused_by = {}
+        for a, count in failures:  # R26: pause after too many failures in a row; R34: freeze
+            adv = advertisers[a.advertiser_id]
+            paused = False
+            if count > settings.BILLING_PAUSE_AFTER_FAILURES and adv.pk not in paused_by:
+                paused = paused_by[adv.pk] = campaigns_pause(advertiser=adv) > 0
+            if count >= AUTO_FREEZE_AFTER_FAILED_PAYMENTS and not adv.credit_frozen:
+                credit_freeze(advertiser=adv, reason=f"{count} failed payments in a row", rule="failed_payments")
+                adv.credit_frozen = True
+            draft = _bill_draft(adv, a.bill, "payment_failed")
+            draft.context["paused"] = paused  # the email says so when it paused
+            drafts.append(draft)
+        notify_many(drafts, skip_existing=True)
+        growing = {a.advertiser_id for a in paid if not a.bill.is_invoice}
+        if growing:
+            shop_credits_activate(advertiser_ids=growing)
+        paid_accounts = {a.advertiser_id for a in paid}
+        if paid_accounts:
+            held = Campaign.objects.filter(advertiser_id__in=paid_accounts, status=CampaignStatus.PAUSED_FUNDS)
+            for pk in sorted(set(held.values_list("advertiser_id", flat=True))):
+                if account_paid_up(advertisers[pk]):
+                    campaigns_resume(advertiser=advertisers[pk])
 
 
 def payment_posting(adv, accounts, bill: Bill, *, last4: str, at: datetime) -> Posting:
@@ -382,42 +332,59 @@ def payment_posting(adv, accounts, bill: Bill, *, last4: str, at: datetime) -> P
     return p
 
 
-def _thresholds_grow(paid: dict, *, at: datetime) -> None:
-    """R25 for `{advertiser: payments just booked}`, as `_book_one` applies it payment by payment
-    (`_maybe_grow_threshold` → `threshold_set`): each payment adds one to the run of successes;
-    a run that reaches BILLING_PAYMENTS_PER_STEP moves the threshold one step up — unless it is
-    at the top or the month's changes are used up — and starts again from 0. Sets the
-    advertisers' counters and thresholds in memory (the caller writes them, holding their
-    locks) and inserts their ThresholdChange rows in one statement, after reading this month's
-    changes of the accounts that reached a step in one query."""
-    step_at = settings.BILLING_PAYMENTS_PER_STEP
-    reaching = [adv for adv, n in paid.items() if adv.successful_payments + n >= step_at and _step_up(adv)]
+def _counters_apply(todo: list[Attempt], advertisers: dict, *, at: datetime) -> list[tuple[Attempt, int]]:
+    """Apply each account's answers in bill order to its counters and to its failed bills (R25,
+    R26), in memory (the caller writes them, holding the locks), as booking them one after the
+    other would: a payment resets the failures and adds one to the run of successes — a
+    threshold bill's payment whose run reaches BILLING_PAYMENTS_PER_STEP moves the threshold one
+    step up, unless it is at the top or the month's changes are used up, and starts the run
+    again; a failure resets the run, counts one more failure and schedules the bill's retry by
+    that count. This month's changes of the accounts that may reach a step are read in one
+    query, their ThresholdChange rows inserted in one statement. Returns each failed attempt
+    with its account's failure count after it."""
+    step_at, schedule = settings.BILLING_PAYMENTS_PER_STEP, settings.BILLING_RETRY_AFTER_HOURS
+    runs = defaultdict(int)
+    for a in todo:
+        runs[a.advertiser_id] += a.approved and not a.bill.is_invoice
+    reaching = [advertisers[pk] for pk, n in runs.items()
+                if n and advertisers[pk].successful_payments + n >= step_at and _step_up(advertisers[pk])]
     changes = defaultdict(int)
     if reaching:
         starts = {adv.pk: _month_start(adv, at) for adv in reaching}
         for pk, created_at in ThresholdChange.objects.filter(
                 advertiser_id__in=starts, created_at__gte=min(starts.values())).values_list("advertiser_id", "created_at"):
             changes[pk] += created_at >= starts[pk]
-    grown = []
-    for adv, n in paid.items():
-        for _ in range(n):
-            adv.successful_payments += 1
-            if adv.successful_payments < step_at or not threshold_may_change(changes[adv.pk]):
-                continue
-            new = _step_up(adv)
-            if new is None:
-                continue
-            grown.append(ThresholdChange(advertiser=adv, old=adv.billing_threshold, new=new,
-                                         reason=GROWN, created_at=at))
-            adv.billing_threshold, adv.successful_payments = new, 0
-            changes[adv.pk] += 1
+    grown, failures = [], []
+    for a in todo:
+        adv = advertisers[a.advertiser_id]
+        if not a.approved:
+            adv.failed_payments += 1
+            adv.successful_payments = 0
+            bill = a.bill
+            bill.status = BillStatus.OVERDUE if bill.status == BillStatus.OVERDUE else BillStatus.FAILED
+            message = "No payment method on file." if a.result is None else (
+                a.result.message or f"Payment {a.result.status}.")
+            bill.last_error = message[:300]
+            bill.next_retry_at = at + timedelta(hours=schedule[min(adv.failed_payments, len(schedule)) - 1])
+            failures.append((a, adv.failed_payments))
+            continue
         adv.failed_payments = 0
+        adv.successful_payments += 1
+        if a.bill.is_invoice or adv.successful_payments < step_at or not threshold_may_change(changes[adv.pk]):
+            continue
+        new = _step_up(adv)
+        if new is None:
+            continue
+        grown.append(ThresholdChange(advertiser=adv, old=adv.billing_threshold, new=new, reason=GROWN, created_at=at))
+        adv.billing_threshold, adv.successful_payments = new, 0
+        changes[adv.pk] += 1
     ThresholdChange.objects.bulk_create(grown)
-    _notify_thresholds(grown, {adv.pk: adv for adv in paid})
+    _notify_thresholds(grown, {adv.pk: adv for adv in advertisers.values()})
+    return failures
 
 
 def _step_up(adv) -> Decimal | None:
-    """The threshold step above the account's, as `_maybe_grow_threshold` sets it; None at the top."""
+    """The threshold step above the account's (R25's growth); None at the top."""
     higher = [s for s in threshold_steps(adv.currency) if adv.billing_threshold is None or s > adv.billing_threshold]
     return parse_amount(fmt(higher[0], adv.currency), adv.currency, field="billing_threshold") if higher else None
 

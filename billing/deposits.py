@@ -121,15 +121,24 @@ def campaigns_pause(*, advertiser) -> int:
     return _pausable([advertiser.pk]).update(status=CampaignStatus.PAUSED_FUNDS)
 
 
-def campaigns_pause_rider(advertiser_ids: list[int]) -> Rider:
-    """`campaigns_pause` for these accounts, written in a booking's own statement (spend, R10)."""
+def campaigns_pause_rider(pauses: dict[int, str]) -> Rider:
+    """Pause the active campaigns of these accounts, each with its reason's status (`paused_funds`,
+    R10/R13/R27; `paused_limit`, R43), written in a booking's own statement (spend)."""
     from portal.models import Campaign
 
     table = connection.ops.quote_name(Campaign._meta.db_table)
+    ids = sorted(pauses)
+
+    def orm(tx_ids):
+        for pk in ids:
+            _pausable([pk]).update(status=pauses[pk])
+
     return Rider(
-        sql=f"paused AS (UPDATE {table} SET status = %s WHERE advertiser_id = ANY(%s::bigint[]) AND status = %s)",
-        params=[CampaignStatus.PAUSED_FUNDS, list(advertiser_ids), CampaignStatus.ACTIVE],
-        orm=lambda tx_ids: _pausable(advertiser_ids).update(status=CampaignStatus.PAUSED_FUNDS),
+        sql=f"""paused AS (UPDATE {table} c SET status = p.status
+                  FROM unnest(%s::bigint[], %s::text[]) AS p(advertiser_id, status)
+                 WHERE c.advertiser_id = p.advertiser_id AND c.status = %s)""",
+        params=[ids, [pauses[pk] for pk in ids], CampaignStatus.ACTIVE],
+        orm=orm,
     )
 
 
@@ -137,6 +146,17 @@ def _pausable(advertiser_ids):
     from portal.models import Campaign
 
     return Campaign.objects.filter(advertiser_id__in=list(advertiser_ids), status=CampaignStatus.ACTIVE)
+
+
+def out_of_funds(adv, accounts: dict) -> bool:
+    """R13, R27: the account cannot pay a charge — it owes arrears, or it is invoiced and its
+    credit line is used up. `accounts` are its ledger accounts by purpose."""
+    from portal.models import BillingMethod
+
+    if accounts[Purpose.ARREARS].balance > 0:
+        return True
+    used_up = accounts[Purpose.CREDIT_LINE].balance >= adv.credit_line_limit
+    return adv.billing_method == BillingMethod.MONTHLY_INVOICE and used_up
 
 
 def campaigns_paused_notify(advertisers: list, accounts: dict, tx_ids: dict) -> None:
@@ -161,17 +181,23 @@ def campaigns_paused_notify(advertisers: list, accounts: dict, tx_ids: dict) -> 
     notify_many(drafts)
 
 
-def campaigns_resume(*, advertiser) -> int:
-    """Campaigns paused by billing come back once the account owes nothing (R3, R13); the
-    account is told when that resumed any (R36). Caller holds the advertiser lock, so a second
-    call finds nothing paused and tells nobody."""
-    from portal.models import CampaignStatus
-
-    n = advertiser.campaigns.filter(status=CampaignStatus.PAUSED_FUNDS).update(status=CampaignStatus.ACTIVE)
-    if n:
+def campaigns_resume(*, advertiser, reason: str = CampaignStatus.PAUSED_FUNDS) -> int:
+    """Campaigns paused for one reason come back once it is gone — `paused_funds` when the account
+    owes nothing (R3, R13), `paused_limit` when the spending limit is raised, removed or the month
+    turns (R43) — unless the other reason holds, which they then wait for. The account is told
+    when that resumed any (R36). Caller holds the advertiser lock, so a second call finds nothing
+    paused and tells nobody."""
+    now = timezone.now()
+    if reason == CampaignStatus.PAUSED_FUNDS:
+        to = CampaignStatus.PAUSED_LIMIT if advertiser.limit_reached_at(now) else CampaignStatus.ACTIVE
+    else:
+        accounts = advertiser_accounts([advertiser.pk])
+        to = CampaignStatus.PAUSED_FUNDS if out_of_funds(advertiser, accounts[advertiser.pk]) else CampaignStatus.ACTIVE
+    n = advertiser.campaigns.filter(status=reason).update(status=to)
+    if n and to == CampaignStatus.ACTIVE:
         notify_many([Draft(advertiser, "campaigns_resumed",
-                           f"campaigns_resumed:{advertiser.pk}:{timezone.now().timestamp()}", {"count": n})])
-    return n
+                           f"campaigns_resumed:{advertiser.pk}:{now.timestamp()}", {"count": n})])
+    return n if to == CampaignStatus.ACTIVE else 0
 
 
 def cash_refund_refusal(advertiser, balances: dict) -> BusinessError | None:

@@ -23,6 +23,7 @@ from billing.money import ZERO, fmt, round_down
 from billing.profile import profile_snapshot, profile_snapshots
 from billing.tax import Treatment
 from portal.dbtypes import prepared_cursor
+from portal.notifications import Draft, notify_many
 
 
 @dataclass
@@ -102,7 +103,16 @@ def documents_issue(docs: list[Document]) -> list[Document]:
         _insert_postgresql(new)
     else:
         Document.objects.bulk_create(new)
+    documents_issued_notify(new)
     return [existing.get((d.advertiser_id, d.source_key), d) for d in docs]
+
+
+def documents_issued_notify(docs: list[Document]) -> None:
+    """"Document issued" (R44, R45), once per document, in the transaction that issued it."""
+    notify_many([Draft(d.advertiser, "document_issued", f"document_issued:{d.pk}", {
+        "document": d.get_kind_display(), "number": d.number, "amount": f"{d.currency} {fmt(d.total, d.currency)}",
+        "document_id": d.pk,
+    }) for d in docs])
 
 
 def documents_issued(keys: list[tuple[int, str]]) -> dict[tuple[int, str], int]:

@@ -12,6 +12,7 @@ from billing.models import DocumentKind, TxKind
 from billing.templatetags.money import format_money
 from billing.topups import deposit_amount_check
 from portal.errors import BusinessError
+from portal.models import LimitPeriod
 
 EXPIRY = re.compile(r"^\s*(\d{1,2})\s*/\s*(\d{2}|\d{4})\s*$")
 
@@ -96,6 +97,26 @@ class PaymentMethodForm(forms.Form):
 
     def add_service_error(self, error: BusinessError) -> None:
         self.add_error(self.FIELD_OF_CODE.get(error.code), error.message)
+
+
+class SpendingLimitForm(forms.Form):
+    """The account spending limit (R43); `spending_limit_set` checks the amount, and its refusal
+    is shown under the field."""
+
+    amount = forms.CharField(max_length=32, required=False)
+    period = forms.ChoiceField(choices=LimitPeriod.choices, widget=forms.RadioSelect, initial=LimitPeriod.MONTHLY,
+                               label="Counts")
+
+    def __init__(self, *args, advertiser, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["amount"].label = f"Spending limit ({advertiser.currency})"
+        self.fields["amount"].help_text = "All ad spend counts, however it is paid. Leave empty for no limit."
+        self.fields["amount"].widget.attrs.update({"inputmode": "decimal", "autocomplete": "off", "placeholder": "500.00"})
+        self.fields["period"].choices = [(LimitPeriod.MONTHLY, "Each calendar month (account time zone)"),
+                                         (LimitPeriod.LIFETIME, "Over the account's lifetime")]
+
+    def clean_amount(self):
+        return self.cleaned_data["amount"].strip() or None
 
 
 class BillingMethodSwitchForm(forms.Form):

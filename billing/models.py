@@ -149,7 +149,8 @@ class LedgerTransaction(models.Model):
 
 class LedgerEntry(models.Model):
     transaction = models.ForeignKey(LedgerTransaction, on_delete=models.PROTECT, related_name="entries")
-    account = models.ForeignKey(LedgerAccount, on_delete=models.PROTECT, related_name="entries")
+    # indexed with the entry's id (below): an account's entries after a checkpoint are one range
+    account = models.ForeignKey(LedgerAccount, on_delete=models.PROTECT, related_name="entries", db_index=False)
     side = models.CharField(max_length=1, choices=SIDES)
     amount = models.DecimalField(max_digits=20, decimal_places=4)
 
@@ -158,6 +159,7 @@ class LedgerEntry(models.Model):
             models.CheckConstraint(condition=Q(amount__gt=0), name="ledger_entry_amount_gt_0"),
             models.CheckConstraint(condition=Q(side__in=[DEBIT, CREDIT]), name="ledger_entry_side"),
         ]
+        indexes = [models.Index(fields=["account", "id"], name="ledger_entry_account_id")]
 
     def __str__(self) -> str:
         return f"Entry #{self.pk} of transaction #{self.transaction_id}"
@@ -458,6 +460,10 @@ class ReconciliationRun(models.Model):
     # True only once a run has finished without a difference: a run that is still going, or that
     # was killed, is not ok (issue 11) — `outcome` tells which.
     ok = models.BooleanField(default=False)
+    # incremental (issue 11): only what changed since the last run's safe point; full: everything
+    mode = models.CharField(max_length=12, default="full")
+    transactions_upto = models.BigIntegerField(null=True, blank=True)  # the next incremental run starts after it
+    entries_read = models.PositiveBigIntegerField(default=0)
 
     @property
     def outcome(self) -> str:
@@ -467,6 +473,17 @@ class ReconciliationRun(models.Model):
 
     def __str__(self) -> str:
         return f"Reconciliation {self.started_at:%Y-%m-%d %H:%M} — {self.outcome}"
+
+
+class LedgerCheckpoint(models.Model):
+    """An account's entries summed once (issue 11): `total` is the signed sum, on the account's
+    normal side, of its entries up to id `upto`. Entries never change (R14: sealed), so an
+    incremental reconciliation adds only the entries after `upto`. Written by `reconcile_ledger`
+    only when the sum equalled the stored balance."""
+
+    account = models.OneToOneField(LedgerAccount, primary_key=True, on_delete=models.CASCADE, related_name="+")
+    upto = models.BigIntegerField()
+    total = models.DecimalField(max_digits=20, decimal_places=4)
 
 
 class BCTransferType(models.TextChoices):

@@ -18,7 +18,8 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from billing.deposits import campaigns_pause_rider, campaigns_paused_notify
+from billing.deposits import campaigns_pause_rider, campaigns_paused_notify, out_of_funds
+from billing.limits import limit_counts, limit_reached, limit_reached_notify, limits_rider
 from billing.ledger import AccountRef, Posting, Rider, advertiser_accounts, ledger_write, lock_advertisers
 from billing.models import DEBIT, LedgerAccount, Purpose, SpendEvent, SpendKind, TxKind
 from billing.money import ZERO, parse_amount
@@ -335,17 +336,6 @@ def _events_rider(fresh: list[SpendIn]) -> Rider:
     )
 
 
-def _was_out_of_funds(adv, acc) -> bool:
-    """Before the booking (its balances not yet moved): in arrears, or an invoiced account whose
-    credit line was used up — its campaigns were paused already."""
-    from portal.models import BillingMethod
-
-    if acc[Purpose.ARREARS].balance > 0:
-        return True
-    used_up = acc[Purpose.CREDIT_LINE].balance >= adv.credit_line_limit
-    return adv.billing_method == BillingMethod.MONTHLY_INVOICE and used_up
-
-
 def spend_record_batch(*, events) -> list[SpendResult]:
     """Validate, allocate and book a batch of spend events (raw dicts from any door).
 
@@ -353,7 +343,7 @@ def spend_record_batch(*, events) -> list[SpendResult]:
     (one), everything else the batch needs read (one), the allocation in memory, and the booking
     with its events, used-up credits and paused campaigns written (one). Ladder progress adds its
     own statements only when a charged advertiser has an open enrollment."""
-    from portal.models import BillingMethod
+    from portal.models import BillingMethod, CampaignStatus
     from promotions.programs import enrollments_record_spend
 
     parsed = spend_parse(events)
@@ -424,7 +414,7 @@ def spend_record_batch(*, events) -> list[SpendResult]:
             for it in fresh:
                 arrears[it.advertiser_id] += allocations[it.event_id].arrears
             charged = {it.advertiser_id for it in fresh}
-            out_of_funds = sorted(
+            unfunded = sorted(
                 pk
                 for pk, adv in advertisers.items()
                 if arrears[pk] > 0
@@ -432,10 +422,17 @@ def spend_record_batch(*, events) -> list[SpendResult]:
                     and pk in charged)
             )
             # R36: told once, by the booking that runs an account out, not by every charge after it
-            ran_out = [advertisers[pk] for pk in out_of_funds if not _was_out_of_funds(advertisers[pk], accounts[pk])]
+            ran_out = [advertisers[pk] for pk in unfunded if not out_of_funds(advertisers[pk], accounts[pk])]
+            # R43: the spend the accounts' limits count; at the limit, delivery pauses for it
+            counts = limit_counts({pk: advertisers[pk] for pk in charged},
+                                  [(it.advertiser_id, it.amount, it.occurred_at, it.kind) for it in fresh])
+            now = timezone.now()
+            at_limit = sorted(pk for pk, count in counts.items() if limit_reached(advertisers[pk], count, now))
+            pauses = {pk: CampaignStatus.PAUSED_FUNDS for pk in unfunded}
+            pauses.update((pk, CampaignStatus.PAUSED_LIMIT) for pk in at_limit)
             try:
                 tx_ids = ledger_write(postings, riders=(_events_rider(fresh), credits_used_up_rider(spent),
-                                                        campaigns_pause_rider(out_of_funds)))
+                                                        campaigns_pause_rider(pauses), limits_rider(counts)))
             except IntegrityError as e:
                 # R15: a concurrent request booked one of these event_ids after our check. Requests
                 # for the same advertiser are serialised by its lock, so that request was for
@@ -446,8 +443,12 @@ def spend_record_batch(*, events) -> list[SpendResult]:
                     "event_id_conflict",
                     "An event_id in this batch was just used for a different charge by another request.",
                 ) from e
+            last_tx = {it.advertiser_id: tx for it, tx in zip(fresh, tx_ids)}
             if ran_out:
-                campaigns_paused_notify(ran_out, accounts, {it.advertiser_id: tx for it, tx in zip(fresh, tx_ids)})
+                campaigns_paused_notify(ran_out, accounts, last_tx)
+            for pk in at_limit:
+                if not advertisers[pk].limit_reached_at(now):  # this booking crossed it: told once
+                    limit_reached_notify(advertisers[pk], counts[pk].spent, str(last_tx[pk]))
             ladder = [(it.advertiser_id, it.campaign, it.occurred_at, allocations[it.event_id])
                       for it in fresh if it.kind == SpendKind.AD_SPEND and it.advertiser_id in world.enrolled]
             if ladder:

@@ -33,16 +33,19 @@ from billing.forms import (
     BillingProfileForm,
     DocumentFilterForm,
     PaymentMethodForm,
+    SpendingLimitForm,
     TransactionFilterForm,
 )
 from billing.gateway import SandboxGateway, get_gateway
+from billing.explainer import charge_explain
+from billing.insights import runway
 from billing.history import payments_overview, transaction_rows, transactions_csv_rows, transactions_query
 from billing.document_pdf import document_pdf
 from billing.documents import with_state
 from billing.invoice_pdf import invoice_pdf
 from billing.ledger import advertiser_accounts
-from billing.models import Bill, BillKind, BillStatus, Document, PaymentMethod, Purpose
-from billing.money import ZERO
+from billing.models import Bill, BillKind, BillStatus, Document, PaymentMethod, Purpose, SpendEvent
+from billing.money import ZERO, fmt
 from billing.profile import profile_fields, profile_of, profile_set
 from billing.page_selectors import (
     METHOD_DESCRIPTIONS,
@@ -60,6 +63,7 @@ from billing.page_selectors import (
     invoice_document,
     switch_options,
 )
+from billing.limits import limit_view, spending_limit_set
 from billing.switching import billing_method_switch, switch_refusal
 from billing.templatetags.money import format_money
 from billing.topups import card_deposit_create
@@ -78,6 +82,7 @@ PAGE_SIZE = 50
 def overview(request, advertiser_id):
     advertiser, role = advertiser_for_request(request, advertiser_id, need="payments_read")
     data = payments_overview(advertiser=advertiser)
+    now = timezone.now()
     return render(
         request,
         "billing/overview.html",
@@ -85,6 +90,8 @@ def overview(request, advertiser_id):
             "advertiser": advertiser,
             "role": role,
             "data": data,
+            "runway": runway(advertiser=advertiser, at=now, balances=data.balances),  # R49
+            "now": now,
             "chart": stacked_bars(data.spend),
             "panel": billing_panel(advertiser=advertiser),
             "can_pay": can(role, "payments_write"),
@@ -111,6 +118,22 @@ def transactions(request, advertiser_id):
     }
     partial = request.htmx and not request.htmx.history_restore_request
     response = render(request, "billing/transactions.html#table" if partial else "billing/transactions.html", context)
+    patch_vary_headers(response, ("HX-Request",))
+    return response
+
+
+@login_required
+@require_GET
+def charge_explanation(request, advertiser_id, transaction_id):
+    """R48: why each credit did or did not pay one charge — the "Why?" of a charge on
+    Transactions. htmx gets the panel the Transactions page shows under its list, a plain link the
+    page around it."""
+    advertiser, role = advertiser_for_request(request, advertiser_id, need="payments_read")
+    event = get_object_or_404(SpendEvent, transaction_id=transaction_id, advertiser=advertiser)
+    context = {"advertiser": advertiser, "role": role, "explanation": charge_explain(event=event)}
+    partial = request.htmx and not request.htmx.history_restore_request
+    response = render(request, "billing/charge_explanation.html#explanation" if partial
+                      else "billing/charge_explanation.html", context)
     patch_vary_headers(response, ("HX-Request",))
     return response
 
@@ -362,7 +385,25 @@ def billing_method(request, advertiser_id):
     advertiser, role = advertiser_for_request(request, advertiser_id, need="payments_read")
     can_switch = can(role, "admin")
     refusal, posted_target, posted_form = None, None, None
-    if request.method == "POST":
+    limit_form = SpendingLimitForm(advertiser=advertiser, initial={
+        "amount": "" if advertiser.spending_limit is None else fmt(advertiser.spending_limit, advertiser.currency),
+        "period": advertiser.spending_limit_period})
+    if request.method == "POST" and request.POST.get("form") == "spending_limit":
+        if not can_switch:
+            raise PermissionDenied("Only an admin of the account can set its spending limit.")
+        limit_form = SpendingLimitForm(request.POST, advertiser=advertiser)
+        if limit_form.is_valid():
+            try:
+                view = spending_limit_set(advertiser=advertiser, amount=limit_form.cleaned_data["amount"],
+                                          period=limit_form.cleaned_data["period"], by=request.user,
+                                          reason="Set on the Billing method page")
+            except BusinessError as e:
+                limit_form.add_error("amount", e.message)
+            else:
+                messages.success(request, "The spending limit is removed." if view.amount is None else
+                                 f"The spending limit is now {format_money(view.amount, advertiser.currency)}.")
+                return redirect(reverse("payments_billing_method", args=[advertiser.pk]) + "#spending-limit")
+    elif request.method == "POST":
         if not can_switch:
             raise PermissionDenied("Only an admin of the account can change its billing method.")
         posted_target = request.POST.get("billing_method", "")
@@ -396,8 +437,11 @@ def billing_method(request, advertiser_id):
         "can_switch": can_switch,
         "can_pay": can(role, "payments_write"),
         "card": PaymentMethod.objects.filter(advertiser=advertiser).first(),
+        "limit": limit_view(advertiser),
+        "limit_form": limit_form,
+        "paused_by_limit": advertiser.campaigns.filter(status=CampaignStatus.PAUSED_LIMIT).count(),
     }
-    status = 200 if posted_form is None else 409 if refusal else 422
+    status = 422 if limit_form.errors else 200 if posted_form is None else 409 if refusal else 422
     return render(request, "billing/billing_method.html", context, status=status)
 
 

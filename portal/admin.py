@@ -50,6 +50,7 @@ from billing.models import Bill, LedgerTransaction, Purpose
 from billing.money import AMOUNT_SYNTAX, check_currency, fmt, format_money, parse_amount
 from portal import inputs
 from billing.selectors import advertiser_balances
+from billing.limits import spending_limit_set
 from billing.switching import billing_settings_set
 from portal.audit import audit_csv_rows, audit_record
 from portal.errors import BadInput, BusinessError
@@ -489,6 +490,7 @@ class CampaignInline(StaffRolePermissions, admin.TabularInline):
 
 
 BILLING_SETTINGS = list(BILLING_SETTING_PERMS)
+SPENDING_LIMIT = ["spending_limit", "spending_limit_period"]  # set through spending_limit_set (R43)
 
 
 class LimitField(inputs.AmountField):
@@ -509,15 +511,21 @@ class AdvertiserForm(AuditedForm):
         model = Advertiser
         fields = "__all__"
         # amounts as typed, read by parse_amount like every other door's (issue 9)
-        field_classes = {"credit_line_limit": LimitField, "billing_threshold": inputs.AmountField}
-        help_texts = {"credit_line_limit": "Zero or more, in the account's currency; zero means no credit line."}
+        field_classes = {"credit_line_limit": LimitField, "billing_threshold": inputs.AmountField,
+                         "spending_limit": LimitField}
+        help_texts = {"credit_line_limit": "Zero or more, in the account's currency; zero means no credit line.",
+                      "spending_limit": "R43: all ad spend counts, however it is paid; at the limit campaigns pause. "
+                                        "Empty: no limit."}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if self.instance.pk:  # in the account's places ("0.00"), not the stored 4 ("0.0000")
-            for name in ("credit_line_limit", "billing_threshold"):
+            for name in ("credit_line_limit", "billing_threshold", "spending_limit"):
                 if self.initial.get(name) is not None:
                     self.initial[name] = fmt(self.initial[name], self.instance.currency)
+        if self.is_bound and self.instance.pk and "spending_limit_period" not in self.data:
+            self.data = self.data.copy()  # a form posted without the period keeps it as it is
+            self.data["spending_limit_period"] = self.instance.spending_limit_period
 
     def clean_currency(self):
         try:
@@ -549,12 +557,12 @@ class AdvertiserForm(AuditedForm):
         currency = self.instance.currency if self.instance.pk else data.get("currency")
         if not currency:
             return data
-        for name in ("credit_line_limit", "billing_threshold"):
+        for name in ("credit_line_limit", "billing_threshold", "spending_limit"):
             value = data.get(name)
             if value is not None and name in self.changed_data:
                 try:
                     data[name] = parse_amount(value, currency, field=name.replace("_", " "),
-                                              allow_zero=name == "credit_line_limit")
+                                              allow_zero=name != "billing_threshold")
                 except BadInput as e:
                     self.add_error(name, refusal(e))
         if self.instance.pk and "billing_threshold" in self.changed_data:
@@ -598,6 +606,7 @@ class AdvertiserAdmin(AuditedAdminMixin, StaffRoleAdmin):
         ("Billing settings", {"fields": ["billing_method", "invoicing_eligible", "credit_line_limit",
                                          "billing_threshold", "bill_cycle", "next_bill_at", "failed_payments",
                                          "successful_payments"]}),
+        ("Spending limit", {"fields": ["spending_limit", "spending_limit_period", "limit_spent", "limit_month"]}),
         ("Why", {"fields": [CHANGE_REASON]}),
         ("Money (read-only, from the ledger)", {"fields": ["balances_summary", "recent_bills", "credits_summary",
                                                            "recent_transactions"]}),
@@ -614,7 +623,7 @@ class AdvertiserAdmin(AuditedAdminMixin, StaffRoleAdmin):
             return self.with_money(f for f, perm in BILLING_SETTING_PERMS.items() if not staff_can(request.user, perm))
         fixed = ["business_center", "currency", "timezone", "signup_source", "registered_at", "credit_frozen",
                  "created_at", "billing_method", "next_bill_at", "failed_payments", "successful_payments",
-                 "balances_summary", "recent_bills", "credits_summary", "recent_transactions", "audit_trail"]
+                 "limit_spent", "limit_month", "balances_summary", "recent_bills", "credits_summary", "recent_transactions", "audit_trail"]
         return self.with_money(fixed + [f for f, perm in BILLING_SETTING_PERMS.items()
                                         if not staff_can(request.user, perm)])
 
@@ -634,13 +643,16 @@ class AdvertiserAdmin(AuditedAdminMixin, StaffRoleAdmin):
         data = form.cleaned_data
         reason = _reason(request, form, "set")
         if change:
-            plain = [f for f in form.changed_data if f not in BILLING_SETTINGS and f != CHANGE_REASON]
+            plain = [f for f in form.changed_data if f not in BILLING_SETTINGS + SPENDING_LIMIT and f != CHANGE_REASON]
             if plain:
                 obj.save(update_fields=plain)
                 self.audit_fields(request, obj, form, plain)
             settings_changed = {f: data[f] for f in form.changed_data if f in BILLING_SETTINGS}
             if settings_changed:
                 billing_settings_set(advertiser=obj, reason=reason, by=request.user, **settings_changed)
+            if set(SPENDING_LIMIT) & set(form.changed_data):  # R43: counted, paused or resumed by its rule
+                spending_limit_set(advertiser=obj, amount=data["spending_limit"], period=data["spending_limit_period"],
+                                   by=request.user, reason=reason)
             obj.refresh_from_db()
             return
         created = advertiser_create(

@@ -297,12 +297,16 @@ def campaign_list(request, id: str):
 
 from billing.api import router as billing_router  # noqa: E402
 from billing.documents_api import router as documents_router  # noqa: E402
+from billing.insights_api import router as insights_router  # noqa: E402
 from promotions.api import router as promotions_router  # noqa: E402
+from portal.webhooks_api import router as webhooks_router  # noqa: E402
 
 api.add_router("", accounts)
+api.add_router("", insights_router)  # before billing's /charges/{path:event_id}
 api.add_router("", billing_router)
 api.add_router("", documents_router)
 api.add_router("", promotions_router)
+api.add_router("", webhooks_router)
 
 unknown = Router()
 

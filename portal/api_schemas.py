@@ -18,7 +18,7 @@ from pydantic import AfterValidator, BeforeValidator, ConfigDict, WithJsonSchema
 
 from billing.money import fmt
 from portal import inputs
-from portal.models import BCRole, BillingMethod, Objective, ProductSource, Role, SignupSource
+from portal.models import BCRole, BillingMethod, LimitPeriod, Objective, ProductSource, Role, SignupSource
 
 # --- loose input types, described for OpenAPI ------------------------------------------------
 
@@ -104,6 +104,7 @@ def _enum(values, description: str = ""):
 RoleIn = Annotated[Any, _enum(Role.values)]
 BCRoleIn = Annotated[Any, _enum(BCRole.values)]
 BillingMethodIn = Annotated[Any, _enum(BillingMethod.values)]
+LimitPeriodIn = Annotated[Any, _enum(LimitPeriod.values)]
 SignupSourceIn = Annotated[Any, _enum(SignupSource.values)]
 ObjectiveIn = Annotated[Any, _enum(Objective.values)]
 ProductSourceIn = Annotated[Any, _enum(ProductSource.values)]

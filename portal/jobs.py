@@ -13,10 +13,14 @@ JOBS: dict[str, str] = {
     "issue_statements": "billing.statements.issue_statements",
     "remind_invoices": "billing.reminders.remind_invoices",
     "reconcile_ledger": "billing.reconcile.reconcile_ledger",
+    "reconcile_ledger_full": "billing.reconcile.reconcile_ledger_full",
     "close_ladder_windows": "promotions.programs.close_ladder_windows",
     "expire_credits": "promotions.expiry.expire_credits",
     "remind_expiring": "promotions.expiry.remind_expiring",
     "notifications_send_due": "portal.notifications.notifications_send_due",
+    "roll_spending_limits": "billing.limits.spending_limits_roll",
+    "alerts_check": "portal.alerts.alerts_check",
+    "deliver_webhooks": "portal.webhooks.deliver_webhooks",
 }
 
 

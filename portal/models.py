@@ -3,6 +3,8 @@
 import hashlib
 import secrets
 import zoneinfo
+from datetime import date
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import models
@@ -44,6 +46,14 @@ class BillingMethod(models.TextChoices):
     MONTHLY_INVOICE = "monthly_invoice", "Monthly invoicing"
 
 
+class LimitPeriod(models.TextChoices):
+    """R43: what an account spending limit counts: all ad spend ever, or the calendar month's
+    (in the account's time zone)."""
+
+    LIFETIME = "lifetime", "Lifetime"
+    MONTHLY = "monthly", "Monthly"
+
+
 class AdvertiserStatus(models.TextChoices):
     ACTIVE = "active", "Active"
     SUSPENDED = "suspended", "Suspended"
@@ -78,11 +88,21 @@ class Advertiser(models.Model):
     next_bill_at = models.DateTimeField(null=True, blank=True)  # automatic: the next bill date (R24)
     failed_payments = models.PositiveIntegerField(default=0)  # consecutive, reset by a payment (R26)
     successful_payments = models.PositiveIntegerField(default=0)  # since the last threshold change (R25)
+    # R43: the account spending limit (None: no limit) and the ad spend it has counted — ever, or in
+    # `limit_month` (the first day of the counted month in the account's time zone). The counter is
+    # kept by the spend booking under the advertiser's lock, only while a limit is set.
+    spending_limit = models.DecimalField(max_digits=20, decimal_places=4, null=True, blank=True)
+    spending_limit_period = models.CharField(max_length=8, choices=LimitPeriod.choices, default=LimitPeriod.MONTHLY)
+    limit_spent = models.DecimalField(max_digits=20, decimal_places=4, default=0)
+    limit_month = models.DateField(null=True, blank=True)
     created_at = models.DateTimeField(default=now)
 
     class Meta:
         constraints = [
             models.CheckConstraint(condition=Q(credit_line_limit__gte=0), name="advertiser_credit_line_limit_gte_0"),
+            models.CheckConstraint(condition=Q(spending_limit__gte=0) | Q(spending_limit__isnull=True),
+                                   name="advertiser_spending_limit_gte_0"),
+            models.CheckConstraint(condition=Q(limit_spent__gte=0), name="advertiser_limit_spent_gte_0"),
         ]
 
     def __str__(self) -> str:
@@ -95,6 +115,22 @@ class Advertiser(models.Model):
     @property
     def is_in_good_standing(self) -> bool:
         return self.status == AdvertiserStatus.ACTIVE
+
+    def limit_month_of(self, at) -> "date":
+        """R43: the first day of `at`'s calendar month in the account's time zone."""
+        return at.astimezone(self.tz).date().replace(day=1)
+
+    def limit_spent_at(self, at) -> Decimal:
+        """R43: the ad spend the limit has counted as of `at` — ever, or in `at`'s month (a month
+        with no charge yet counts nothing). Only kept while a limit is set."""
+        if self.spending_limit_period == LimitPeriod.MONTHLY and (
+                self.limit_month is None or self.limit_month < self.limit_month_of(at)):
+            return Decimal(0)
+        return self.limit_spent
+
+    def limit_reached_at(self, at) -> bool:
+        """R43: the account's campaigns stay paused (`paused_limit`) while this holds."""
+        return self.spending_limit is not None and self.limit_spent_at(at) >= self.spending_limit
 
     @property
     def credit_usable(self) -> bool:
@@ -146,6 +182,7 @@ class CampaignStatus(models.TextChoices):
     ACTIVE = "active", "Active"
     PAUSED = "paused", "Paused"
     PAUSED_FUNDS = "paused_funds", "Paused — add funds"
+    PAUSED_LIMIT = "paused_limit", "Paused — spending limit"  # R43
 
 
 class Campaign(models.Model):
@@ -217,6 +254,9 @@ class Notification(models.Model):
     """
 
     advertiser = models.ForeignKey(Advertiser, on_delete=models.CASCADE, related_name="notifications")
+    # a member's own alert (R44: a low balance below the amount they set), None: the account's
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE,
+                             related_name="+")
     kind = models.CharField(max_length=32)
     key = models.CharField(max_length=120, unique=True)
     subject = models.CharField(max_length=200)
@@ -225,9 +265,14 @@ class Notification(models.Model):
     created_at = models.DateTimeField(default=now)
     emailed_at = models.DateTimeField(null=True, blank=True)
     read_at = models.DateTimeField(null=True, blank=True)
+    # R45/R46: when the relay wrote this event's webhook deliveries (None: not yet)
+    webhooks_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        indexes = [models.Index(fields=["advertiser", "-created_at"], name="notification_adv_created")]
+        indexes = [
+            models.Index(fields=["advertiser", "-created_at"], name="notification_adv_created"),
+            models.Index(fields=["id"], condition=Q(webhooks_at__isnull=True), name="notification_webhooks_due"),
+        ]
 
     def __str__(self) -> str:
         return self.subject
@@ -256,3 +301,85 @@ class AuditLog(models.Model):
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor_name} {self.action}"
+
+
+class AlertPreference(models.Model):
+    """R44: what one member gets of one alert on one account, per channel (no row: both on). The
+    low-balance alert also carries the member's own amount (no amount: that alert is off)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="alert_preferences")
+    advertiser = models.ForeignKey(Advertiser, on_delete=models.CASCADE, related_name="alert_preferences")
+    alert = models.CharField(max_length=32)
+    email = models.BooleanField(default=True)
+    in_app = models.BooleanField(default=True)
+    amount = models.DecimalField(max_digits=20, decimal_places=4, null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "advertiser", "alert"], name="alert_preference_unique"),
+            models.CheckConstraint(condition=Q(amount__gte=0) | Q(amount__isnull=True), name="alert_amount_gte_0"),
+        ]
+
+
+class AlertState(models.Model):
+    """R44: whether a level alert (a balance below a member's amount, a credit line over 80 % used)
+    is crossed now, so it fires once per crossing. `key` names the alert and, for a member's own,
+    the member: "credit_line_80", "low_balance:user:7"."""
+
+    advertiser = models.ForeignKey(Advertiser, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=64)
+    crossed = models.BooleanField(default=False)
+    crossings = models.PositiveIntegerField(default=0)  # how many times it fired
+    changed_at = models.DateTimeField(default=now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["advertiser", "key"], name="alert_state_unique")]
+
+
+class WebhookEndpoint(models.Model):
+    """R45: an HTTPS endpoint an advertiser's admin registered, with the event types it receives.
+    The secret signs every delivery; it is shown once, when the endpoint is created."""
+
+    advertiser = models.ForeignKey(Advertiser, on_delete=models.CASCADE, related_name="webhooks")
+    url = models.CharField(max_length=500)
+    events = models.JSONField(default=list)
+    secret = models.CharField(max_length=80)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(default=now)
+    disabled_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.url
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    DELIVERED = "delivered", "Delivered"
+    FAILED = "failed", "Failed"  # gave up after 24 hours of retries
+
+
+class WebhookDelivery(models.Model):
+    """R45/R46: one event for one endpoint, delivered at least once. A worker claims a due row
+    (`claimed_until`, a lease), so two workers never send it at once and a killed worker's claim
+    lapses and is retried."""
+
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
+    notification = models.ForeignKey(Notification, on_delete=models.CASCADE, related_name="+")
+    status = models.CharField(max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=now)
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    last_status_code = models.PositiveIntegerField(null=True, blank=True)
+    last_error = models.CharField(max_length=300, blank=True, default="")
+    created_at = models.DateTimeField(default=now)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["endpoint", "notification"], name="webhook_delivery_once"),
+        ]
+        indexes = [
+            models.Index(fields=["next_attempt_at"], condition=Q(status="pending"), name="webhook_delivery_due"),
+            models.Index(fields=["endpoint", "-created_at"], name="webhook_delivery_endpoint"),
+        ]

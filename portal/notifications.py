@@ -8,6 +8,10 @@ notification centre.
 statement and queues one task to email them with `transaction.on_commit`, so a rolled-back change
 never sends mail. The unique `key` makes each event exactly-once; `notification_send_email`
 claims a row with a guarded UPDATE, so a retried task never sends twice.
+
+`ALERTS` is the alert catalogue (R44, decision 0034): the kinds each alert is made of. A member may
+turn an alert off per channel (`AlertPreference`, no row: on); a kind outside the catalogue is
+always sent. A notice with a `user` is that member's own alert: only they get it.
 """
 
 import logging
@@ -19,11 +23,11 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Case, CharField, Exists, OuterRef, Q, Value, When
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from portal.models import Notification, Role
+from portal.models import AlertPreference, Notification, Role
 
 log = logging.getLogger("portal.notifications")
 RELAY_AFTER = timedelta(minutes=1)  # a notice unsent this long after it was written is sent by the job
@@ -33,8 +37,11 @@ PAYMENTS = "/a/{advertiser_id}/payments/"
 BILL = "/a/{advertiser_id}/payments/bills/{bill_id}/"
 BILLS = "/a/{advertiser_id}/payments/bills/"
 DOCUMENTS = "/a/{advertiser_id}/payments/documents/"
+ADD_FUNDS = "/a/{advertiser_id}/payments/add-funds/"
+BILLING_METHOD = "/a/{advertiser_id}/payments/billing-method/"
 CREDIT_FOOTER = "Ad credit is a non-cash balance: it cannot be transferred, withdrawn or refunded, and it expires."
 PAYMENTS_FOOTER = "You get this email as an admin or finance member of the ad account."
+OWN_ALERT_FOOTER = "You get this email because you set a low-balance alert for this ad account."
 
 
 @dataclass(frozen=True)
@@ -75,11 +82,79 @@ KINDS = {
                                      PAYMENTS + "add-funds/"),
     "campaigns_paused_credit_line": Kind("Your credit line is used up: campaigns are paused", "View invoices", BILLS),
     "campaigns_resumed": Kind("Your campaigns are delivering again", "View campaigns", "/a/{advertiser_id}/campaigns/"),
+    # R43: the account's spending limit is reached: its campaigns go to paused_limit
+    "spending_limit_reached": Kind("Your spending limit of {amount} is reached: campaigns are paused",
+                                   "View billing method", BILLING_METHOD),
+    # alerts of levels (R44, portal.alerts.alerts_check): once per crossing
+    "low_balance": Kind("Your balance is below {threshold}", "Add funds", ADD_FUNDS, OWN_ALERT_FOOTER),
+    "credit_line_high": Kind("Your credit line is {percent} used", "View invoices", BILLS),
+    # R39: a receipt, invoice, statement or credit note was issued
+    "document_issued": Kind("{document} {number} issued: {amount}", "View documents", DOCUMENTS),
     # billing settings (R25, R28)
     "threshold_changed": Kind("Your billing threshold is now {new}", "Open Payments", PAYMENTS),
     "billing_method_changed": Kind("Your billing method is now {method}", "View billing method",
                                    PAYMENTS + "billing-method/"),
 }
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One alert of R44 a member chooses per channel: its label on the settings page and the kinds of
+    notification it is made of. `own`: each member sets their own level (an amount) and gets their
+    own notice; `billing_method`: the alert concerns only accounts paying that way; `default`:
+    whether a member who never chose gets it (False: only those who turned it on)."""
+
+    label: str
+    kinds: tuple[str, ...]
+    own: bool = False
+    billing_method: str = ""
+    default: bool = True
+
+
+LOW_BALANCE = "low_balance"
+ALERTS: dict[str, Alert] = {
+    LOW_BALANCE: Alert("Balance below an amount you set", ("low_balance",), own=True, billing_method="manual"),
+    "credit_line_high": Alert("Credit line over 80 % used", ("credit_line_high",), billing_method="monthly_invoice"),
+    "credit_expiring": Alert("Credit expiring within 7 days", ("credit_expiring",)),
+    "threshold_charge": Alert("Threshold charge taken", ("bill_paid",)),
+    "payment_failed": Alert("Payment failed", ("payment_failed",)),
+    "campaigns": Alert("Campaigns paused or resumed", ("campaigns_paused_arrears", "campaigns_paused_credit_line",
+                                                        "campaigns_resumed", "spending_limit_reached")),
+    "invoices": Alert("Invoice issued or overdue", ("invoice_issued", "invoice_overdue", "invoice_reminder")),
+    "appeal_decided": Alert("Appeal decided", ("appeal_decided",)),
+    # every receipt, invoice and credit note already comes with its own notice (payment received,
+    # invoice issued, credit note issued): the document's own is for those who ask for it
+    # (decision 0034); webhooks get every document (R45)
+    "document_issued": Alert("Document issued", ("document_issued",), default=False),
+}
+OPT_IN = [name for name, alert in ALERTS.items() if not alert.default]
+ALERT_OF_KIND: dict[str, str] = {kind: name for name, alert in ALERTS.items() for kind in alert.kinds}
+
+
+def alert_of(kind: str) -> str | None:
+    """The alert a kind belongs to, or None: outside the catalogue, always sent."""
+    return ALERT_OF_KIND.get(kind)
+
+
+def kind_alert_expression():
+    """SQL for `alert_of(kind)` over Notification rows ("" outside the catalogue)."""
+    return Case(*[When(kind__in=alert.kinds, then=Value(name)) for name, alert in ALERTS.items()],
+                default=Value(""), output_field=CharField())
+
+
+def visible_notifications(notifications, *, user):
+    """What a member sees of `notifications` in the notification centre (and counts on its bell):
+    the account's notices, less those whose alert they turned off in-app, and their own alerts —
+    never another member's. One query with the page's; no query per row."""
+    uid = user.pk if user is not None and user.is_authenticated else None
+    if uid is None:
+        return notifications.filter(user__isnull=True)
+    muted = AlertPreference.objects.filter(user=uid, advertiser=OuterRef("advertiser"), alert=OuterRef("alert"),
+                                           in_app=False)
+    asked = AlertPreference.objects.filter(user=uid, advertiser=OuterRef("advertiser"), alert=OuterRef("alert"),
+                                           in_app=True)
+    return (notifications.filter(Q(user__isnull=True) | Q(user=uid)).alias(alert=kind_alert_expression())
+            .exclude(Exists(muted)).exclude(Q(alert__in=OPT_IN) & ~Exists(asked)))
 
 
 def kind_link(kind: str, advertiser_id: int, context: dict) -> str:
@@ -97,6 +172,7 @@ class Draft:
     kind: str
     key: str
     context: dict = field(default_factory=dict)  # JSON-serialisable; formats the kind's subject and link
+    user: object = None  # a member's own alert (R44), the user or their id: only they get it
 
 
 def notify_many(drafts: list[Draft], *, skip_existing: bool = False) -> list[int]:
@@ -111,6 +187,7 @@ def notify_many(drafts: list[Draft], *, skip_existing: bool = False) -> list[int
         [
             Notification(
                 advertiser=d.advertiser,
+                user_id=getattr(d.user, "pk", d.user),
                 kind=d.kind,
                 key=d.key,
                 subject=KINDS[d.kind].subject.format(**d.context)[:200],
@@ -169,13 +246,25 @@ def render_body(note: Notification) -> str:
     return render_to_string(f"emails/{note.kind}.txt", {**note.context, "advertiser": note.advertiser})
 
 
-def recipients(advertiser) -> list[str]:
-    """Payments people of the account: its admins and finance members, and its BC's."""
+def recipients(advertiser, *, kind: str = "", user_id: int | None = None) -> list[str]:
+    """Payments people of the account: its admins and finance members, and its BC's — less those who
+    turned the kind's alert off by email (R44); with `user_id`, a member's own alert, that one
+    member only (and only while they are still one of them). One query."""
     User = get_user_model()
     q = Q(memberships__advertiser=advertiser, memberships__role__in=[Role.ADMIN, Role.FINANCE])
     if advertiser.business_center_id:
         q |= Q(bc_memberships__business_center_id=advertiser.business_center_id)
-    return sorted(set(User.objects.filter(q, is_active=True).exclude(email="").values_list("email", flat=True)))
+    people = User.objects.filter(q, is_active=True).exclude(email="")
+    if user_id is not None:
+        people = people.filter(pk=user_id)
+    alert = alert_of(kind)
+    if alert and ALERTS[alert].default:
+        people = people.exclude(Exists(AlertPreference.objects.filter(
+            user=OuterRef("pk"), advertiser=advertiser, alert=alert, email=False)))
+    elif alert:  # opt-in: only those who turned it on
+        people = people.filter(Exists(AlertPreference.objects.filter(
+            user=OuterRef("pk"), advertiser=advertiser, alert=alert, email=True)))
+    return sorted(set(people.values_list("email", flat=True)))
 
 
 def notification_send_email(*, notification_id: int) -> bool:
@@ -183,7 +272,7 @@ def notification_send_email(*, notification_id: int) -> bool:
     if not claimed:
         return False
     note = Notification.objects.select_related("advertiser").get(pk=notification_id)
-    to = recipients(note.advertiser)
+    to = recipients(note.advertiser, kind=note.kind, user_id=note.user_id)
     if not to:
         return False
     body = render_body(note)

@@ -254,7 +254,9 @@ CELERY_BEAT_SCHEDULE = {
     "send-refunds": {"task": "portal.tasks.run_job", "schedule": 300.0, "args": ["send_refunds"],
                      "options": {"expires": 290}},
     "reconcile-ledger": {"task": "portal.tasks.run_job", "schedule": 3600.0, "args": ["reconcile_ledger"],
-                         "options": {"expires": 3500}},
+                         "options": {"expires": 3500}},  # incremental: what changed since the last run
+    "reconcile-ledger-full": {"task": "portal.tasks.run_job", "schedule": 7 * 86400.0,
+                              "args": ["reconcile_ledger_full"], "options": {"expires": 86400}},
     "issue-monthly-invoices": {"task": "portal.tasks.run_job", "schedule": 900.0, "args": ["issue_monthly_invoices"],
                                "options": {"expires": 890}},
     "issue-statements": {"task": "portal.tasks.run_job", "schedule": 3600.0, "args": ["issue_statements"],
@@ -269,6 +271,15 @@ CELERY_BEAT_SCHEDULE = {
                         "options": {"expires": 3500}},
     "notifications-send-due": {"task": "portal.tasks.run_job", "schedule": 60.0, "args": ["notifications_send_due"],
                                "options": {"expires": 55}},
+    # the spending limit (R43): campaigns paused by a monthly limit resume when the month turns
+    "roll-spending-limits": {"task": "portal.tasks.run_job", "schedule": 300.0, "args": ["roll_spending_limits"],
+                             "options": {"expires": 290}},
+    # level alerts (R44): a balance below a member's amount, a credit line 80 % used (portal/alerts.py)
+    "alerts-check": {"task": "portal.tasks.run_job", "schedule": 60.0, "args": ["alerts_check"],
+                     "options": {"expires": 55}},
+    # webhooks (R45): relay new events, then send what is due (portal/webhooks.py)
+    "deliver-webhooks": {"task": "portal.tasks.run_job", "schedule": 15.0, "args": ["deliver_webhooks"],
+                         "options": {"expires": 14}},
 }
 if env.bool("DEMO_SIMULATOR", default=False):
     CELERY_BEAT_SCHEDULE["simulate-delivery"] = {
@@ -317,6 +328,9 @@ INVOICE_ISSUER = env.str("INVOICE_ISSUER", default="ADC")
 CREDIT_DEFAULT_VALIDITY_DAYS = 90
 CREDIT_EXPIRY_GRACE_SECONDS = env.int("CREDIT_EXPIRY_GRACE_SECONDS", default=3600)
 SPEND_BATCH_MAX = 1000
+# Webhooks (R45): seconds to connect to an endpoint and to wait for its answer (decision 0033).
+WEBHOOK_TIMEOUT_CONNECT = env.float("WEBHOOK_TIMEOUT_CONNECT", default=3.0)
+WEBHOOK_TIMEOUT_READ = env.float("WEBHOOK_TIMEOUT_READ", default=10.0)
 
 LOGGING = {
     "version": 1,

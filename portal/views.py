@@ -17,7 +17,7 @@ from django.views.decorators.http import require_POST
 from portal.dashboard import advertiser_summary, campaign_list
 from portal.errors import Forbidden, NotFound
 from portal.models import Advertiser, BusinessCenter, CampaignStatus, Notification, Role
-from portal.notifications import render_body
+from portal.notifications import render_body, visible_notifications
 from portal.permissions import NEEDS, advertiser_for, advertisers_of
 
 
@@ -25,7 +25,8 @@ def advertiser_for_request(request, advertiser_id, *, need: str = "member"):
     """The advertiser and the caller's role, or Http404 (not a member) / PermissionDenied (a
     member whose role may not). Remembers both on the request for the navigation."""
     try:
-        advertiser, role = advertiser_for(request.user, advertiser_id, need=need, queryset=with_unread_count())
+        advertiser, role = advertiser_for(request.user, advertiser_id, need=need,
+                                          queryset=with_unread_count(request.user))
     except NotFound:
         raise Http404("No such advertiser.") from None
     except Forbidden as e:
@@ -83,19 +84,22 @@ def campaigns(request, advertiser_id):
 NOTIFICATIONS_PER_PAGE = 25
 
 
-def with_unread_count():
-    """Advertisers with `unread_notifications`, the header bell's number, counted in the same query."""
+def with_unread_count(user):
+    """Advertisers with `unread_notifications`, the header bell's number, counted in the same query:
+    what this member sees in the notification centre (their alert choices applied, R44)."""
     unread = (
-        Notification.objects.filter(advertiser=OuterRef("pk"), read_at__isnull=True)
+        visible_notifications(Notification.objects.filter(advertiser=OuterRef("pk"), read_at__isnull=True), user=user)
         .order_by().values("advertiser").annotate(n=Count("pk")).values("n")
     )
     return Advertiser.objects.annotate(unread_notifications=Coalesce(Subquery(unread), 0))
 
 
 def _notifications_context(request, advertiser, *, recount: bool = False) -> dict:
-    """The advertiser's notifications, newest first, a page at a time; constant queries."""
+    """The notifications this member sees (R44: less the alerts they turned off in-app, plus their
+    own), newest first, a page at a time; constant queries."""
     page = Paginator(
-        Notification.objects.filter(advertiser=advertiser).order_by("-created_at", "-pk"), NOTIFICATIONS_PER_PAGE
+        visible_notifications(Notification.objects.filter(advertiser=advertiser), user=request.user)
+        .order_by("-created_at", "-pk"), NOTIFICATIONS_PER_PAGE
     ).get_page(request.GET.get("page"))
     rows = []
     for note in page:
@@ -103,7 +107,7 @@ def _notifications_context(request, advertiser, *, recount: bool = False) -> dic
         rows.append((note, render_body(note)))
     if recount:  # after marking read: the count fetched with the advertiser is out of date
         unread = Notification.objects.filter(advertiser=advertiser, read_at__isnull=True)
-        advertiser.unread_notifications = unread.count()
+        advertiser.unread_notifications = visible_notifications(unread, user=request.user).count()
     return {"advertiser": advertiser, "page": page, "rows": rows, "unread": advertiser.unread_notifications}
 
 
@@ -117,9 +121,12 @@ def notifications(request, advertiser_id):
 @login_required
 @require_POST
 def notifications_read(request, advertiser_id):
-    """Mark every notification of the account read (read state is the account's, not per user)."""
+    """Mark every notification the member sees read (read state is the account's, not per user: an
+    account notice read by one member is read for all; another member's own alert is left alone)."""
     advertiser, _ = advertiser_for_request(request, advertiser_id, need="payments_read")
-    Notification.objects.filter(advertiser=advertiser, read_at__isnull=True).update(read_at=timezone.now())
+    unread = Notification.objects.filter(advertiser=advertiser, read_at__isnull=True)
+    Notification.objects.filter(pk__in=visible_notifications(unread, user=request.user).values("pk")).update(
+        read_at=timezone.now())
     if request.htmx:
         context = _notifications_context(request, advertiser, recount=True)
         return render(request, "portal/notifications.html#list", context)

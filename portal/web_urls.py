@@ -5,7 +5,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from billing import views as billing_views
-from portal import api_access_views, login, views
+from portal import alert_views, api_access_views, login, views
 from promotions import views as promotions_views
 
 urlpatterns = [
@@ -16,11 +16,23 @@ urlpatterns = [
     path("a/<int:advertiser_id>/campaigns/", views.campaigns, name="campaigns"),
     path("a/<int:advertiser_id>/notifications/", views.notifications, name="notifications"),
     path("a/<int:advertiser_id>/notifications/read/", views.notifications_read, name="notifications_read"),
+    path("a/<int:advertiser_id>/notifications/settings/", alert_views.notification_settings,
+         name="notification_settings"),
     path("a/<int:advertiser_id>/api-access/", api_access_views.api_access, name="api_access"),
     path(
         "a/<int:advertiser_id>/api-access/tokens/<int:token_id>/revoke/",
         api_access_views.api_token_revoke_view,
         name="api_token_revoke",
+    ),
+    path("a/<int:advertiser_id>/api-access/webhooks/", api_access_views.webhooks_view, name="webhooks"),
+    path("a/<int:advertiser_id>/api-access/webhooks/<int:webhook_id>/", api_access_views.webhook_deliveries_view,
+         name="webhook_deliveries"),
+    path("a/<int:advertiser_id>/api-access/webhooks/<int:webhook_id>/delete/", api_access_views.webhook_delete_view,
+         name="webhook_delete"),
+    path(
+        "a/<int:advertiser_id>/api-access/webhooks/<int:webhook_id>/deliveries/<int:delivery_id>/redeliver/",
+        api_access_views.webhook_redeliver_view,
+        name="webhook_redeliver",
     ),
     path("a/<int:advertiser_id>/payments/", billing_views.overview, name="payments_overview"),
     path("a/<int:advertiser_id>/payments/transactions/", billing_views.transactions, name="payments_transactions"),
@@ -28,6 +40,11 @@ urlpatterns = [
         "a/<int:advertiser_id>/payments/transactions.csv",
         billing_views.transactions_csv,
         name="payments_transactions_csv",
+    ),
+    path(
+        "a/<int:advertiser_id>/payments/transactions/<int:transaction_id>/why/",
+        billing_views.charge_explanation,
+        name="payments_charge_explanation",
     ),
     path("a/<int:advertiser_id>/payments/add-funds/", billing_views.add_funds, name="payments_add_funds"),
     path("a/<int:advertiser_id>/payments/bills/", billing_views.bills, name="payments_bills"),

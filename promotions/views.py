@@ -17,6 +17,7 @@ from django.utils.cache import patch_vary_headers
 from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_POST
 
+from billing.insights import expiry_forecast, ladder_pace
 from billing.templatetags.money import format_money
 from portal.errors import BusinessError
 from portal.permissions import can
@@ -54,6 +55,18 @@ def _promotions_context(request, advertiser, role, *, redeem_form=None, appeal_f
     ]
     query = urlencode({"status": status}) if status else ""
     may_appeal = can(role, "payments_write")
+    now = timezone.now()
+    rows = credit_rows(credits=page.object_list, advertiser=advertiser, with_campaigns=may_assign)
+    # R47: the forecast of the page's credits (a fixed number of queries, however many)
+    forecasts = {f.credit_id: f for f in expiry_forecast(advertiser=advertiser, at=now,
+                                                          credits=[r.credit for r in rows])} if rows else {}
+    for r in rows:
+        r.forecast = forecasts.get(r.credit.pk)
+    enrollments = enrollment_rows(advertiser=advertiser, at=now)
+    paces = {p.enrollment_id: p for p in ladder_pace(  # R50, from the cards' enrollments and tiers
+        advertiser=advertiser, at=now, enrollments=[(e.enrollment, e.tiers) for e in enrollments])}
+    for e in enrollments:
+        e.pace = paces.get(e.enrollment.pk)
     return {
         "advertiser": advertiser,
         "role": role,
@@ -62,12 +75,13 @@ def _promotions_context(request, advertiser, role, *, redeem_form=None, appeal_f
         "tabs": tabs,
         "page": page,
         "query": query,
-        "rows": credit_rows(credits=page.object_list, advertiser=advertiser, with_campaigns=may_assign),
+        "rows": rows,
+        "now": now,
         "summary": summary,
         "may_assign": may_assign,
         "may_redeem": may_assign,  # R34: an admin redeems codes; everyone else reads
         "may_appeal": may_appeal,  # R31: admin and finance file appeals
-        "enrollments": enrollment_rows(advertiser=advertiser),
+        "enrollments": enrollments,
         "freeze": freeze_state(advertiser=advertiser),
         "redeem_form": redeem_form or (RedeemCodeForm() if may_assign else None),
         "appeal_form": appeal_form or (AppealForm() if may_appeal and advertiser.credit_frozen else None),

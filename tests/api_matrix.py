@@ -38,6 +38,10 @@ def call(api, w, ep: Endpoint, token):
     path = ep.path(w)
     if ep.method == "get":
         return api.get(path, token=token)
+    if ep.method == "delete":
+        return api.client.delete(BASE + path, headers={"Access-Token": token} if token else {})
+    if ep.method == "put":
+        return api.put(path, ep.body(w) if ep.body else {}, token=token)
     if ep.multipart:
         headers = {"Access-Token": token} if token else {}
         return api.client.post(BASE + path, data=ep.body(w), headers=headers)

@@ -8,7 +8,7 @@ the advertiser (`portal.views.with_unread_count`); elsewhere it costs one COUNT.
 from django import template
 
 from portal.models import Notification
-from portal.notifications import kind_button
+from portal.notifications import kind_button, visible_notifications
 from portal.permissions import can
 
 register = template.Library()
@@ -20,8 +20,10 @@ def notification_button(kind: str) -> str:
     return kind_button(kind)
 
 
-def unread_count(advertiser) -> int:
-    return Notification.objects.filter(advertiser=advertiser, read_at__isnull=True).count()
+def unread_count(advertiser, user) -> int:
+    """What this member sees unread (their alert choices applied, R44)."""
+    return visible_notifications(Notification.objects.filter(advertiser=advertiser, read_at__isnull=True),
+                                 user=user).count()
 
 
 @register.inclusion_tag("portal/notifications_bell.html", takes_context=True)
@@ -31,5 +33,6 @@ def notification_bell(context, oob: bool = False):
         return {"show": False}
     unread = getattr(advertiser, "unread_notifications", None)  # counted with the advertiser (portal.views)
     if unread is None:
-        unread = unread_count(advertiser)
+        request = context.get("request")
+        unread = unread_count(advertiser, request.user if request is not None else None)
     return {"show": True, "advertiser": advertiser, "unread": unread, "oob": oob}

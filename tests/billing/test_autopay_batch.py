@@ -177,7 +177,7 @@ def test_r21_r25_r26_r36_a_chunk_books_what_booking_each_bill_on_its_own_books(s
     # given the same accounts twice; the first set billed by the job as it is
     chunked = scenario(spend_event)
     assert charge_thresholds(at=at) == {"bills": 13, "paid": 10, "failed": 3}
-    # and the second with every bill booked on its own, one after the other (`_book_one`, the
+    # and the second with every bill booked on its own, one after the other (a chunk of one each, the
     # booking of Pay now, retries and the stuck-bill sweep)
     one_by_one = scenario(spend_event)
     real = autopay._book_result
@@ -201,14 +201,16 @@ def test_r21_r25_r26_r36_a_chunk_books_what_booking_each_bill_on_its_own_books(s
     assert state["grows_twice"]["advertiser"][1:3] == (0, D("250.00"))
     assert [new for _, new, _ in state["grows_twice"]["threshold changes"]] == [D("100.00"), D("250.00")]
     assert [b[2] for b in state["grows_twice"]["bills"]] == [BillStatus.PAID] * 3
-    assert state["grows_twice"]["notifications"] == [f"bill_paid:<{i}>:0" for i in range(3)] + ["threshold_changed"] * 2
+    assert state["grows_twice"]["notifications"] == ([f"bill_paid:<{i}>:0" for i in range(3)]
+                                                     + ["document_issued"] * 3  # a receipt each (R39, R45)
+                                                     + ["threshold_changed"] * 2)
     assert state["declined"]["advertiser"][:3] == (2, 0, D("50.00"))  # two failed bills; no growth
     assert state["timeout"]["advertiser"][:2] == (1, 0)
     assert state["top"]["advertiser"][1:3] == (2, D("10000.00"))
     assert state["changes_used_up"]["advertiser"][1:3] == (2, D("50.00"))
     assert len(state["changes_used_up"]["threshold changes"]) == 3
     assert state["shop"]["credits"] == [("shop", CreditStatus.ACTIVE)]
-    assert state["shop"]["notifications"] == ["bill_paid:<0>:0", "credit-issued"]
+    assert state["shop"]["notifications"] == ["bill_paid:<0>:0", "credit-issued", "document_issued"]
     assert state["resumes"]["campaigns"] == ["active"] and state["resumes"]["advertiser"][0] == 0
     assert state["overdue"]["campaigns"] == ["paused_funds"]
     assert ledger_problems() == []
@@ -250,6 +252,28 @@ def test_r24_the_statements_of_a_chunk_do_not_grow_with_its_approved_bills(spend
     five, fifty = job_statements(5), job_statements(50)
     assert fifty == five, (five, fifty)
     assert five < 40
+    assert ledger_problems() == []
+
+
+@pytest.mark.django_db
+def test_r26_declined_bills_are_booked_with_the_approved_in_statements_that_do_not_grow(spend_event):
+    # issue 10: failures are booked by the same set-based booking as approvals (no one-bill twin)
+    def job_statements(n: int) -> int:
+        good = [auto_account(threshold="20.00") for _ in range(n)]
+        bad = [auto_account(card=DECLINE, threshold="20.00") for _ in range(n)]
+        for adv, camp in good + bad:
+            spend_record(event=spend_event(camp, "25.00"))
+        with CaptureQueriesContext(connection) as captured:
+            assert charge_thresholds() == {"bills": 2 * n, "paid": n, "failed": n}
+        for adv, _ in bad:
+            bill = Bill.objects.get(advertiser=adv)
+            adv.refresh_from_db()
+            assert (bill.status, adv.failed_payments, adv.successful_payments) == (BillStatus.FAILED, 1, 0)
+            assert bill.next_retry_at is not None and bill.last_error
+        assert Notification.objects.filter(advertiser__in=[a for a, _ in bad], kind="payment_failed").count() == n
+        return len(captured.captured_queries) - 2 * n  # the sandbox gateway's own statement per call
+
+    assert job_statements(3) == job_statements(12)
     assert ledger_problems() == []
 
 

@@ -16,8 +16,11 @@ from django.urls import reverse
 from django.utils import timezone
 from playwright.sync_api import expect
 
+from billing.models import SpendEvent
 from portal import web_urls
 from portal.models import ApiToken, AuditLog, BCMembership, Membership
+from portal.notifications import Draft, notify_many
+from portal.webhooks import webhook_create, webhooks_fan_out
 from promotions.appeals import appeal_file
 from promotions.credits import credit_assign, credit_withdraw
 from promotions.expiry import expire_credits
@@ -48,6 +51,8 @@ NOT_PAGES = {
     "logout": "POST only",
     "notifications_read": "POST only",
     "api_token_revoke": "its confirmation is the API access page's row, audited there",
+    "webhook_delete": "its confirmation is the webhook page's row, audited there",
+    "webhook_redeliver": "POST only; the button is audited on the delivery log",
     "payments_transactions_csv": "a CSV file",
     "payments_bill_pdf": "a PDF file",
     "payments_bill_pay": "POST only; Pay now is audited on Bills & invoices",
@@ -71,6 +76,10 @@ def world():
     spend(auto.campaign, "32.40")
     owner = auto.users["admin"]
     ApiToken.issue(user=owner, label="Reporting script", advertiser=auto.advertiser)
+    webhook = webhook_create(advertiser=auto.advertiser, url="https://hooks.example.com/adcredit",
+                             events=["deposit.received", "bill.paid", "payment.failed"], by=owner)
+    notify_many([Draft(auto.advertiser, "deposit_received", "a11y-webhook-deposit", {"amount": "$50.00"})])
+    webhooks_fan_out()  # a delivery in the log
 
     # monthly invoicing, in a Business Center: an invoice and its documents
     bc = BusinessCenterFactory(name="Acme Group")
@@ -115,7 +124,8 @@ def world():
     support = UserFactory(username="support-agent", is_staff=True, is_superuser=True)
     return {"owner": owner, "support": support, "auto": auto.advertiser, "failed": failed,
             "invoiced": invoiced.advertiser, "invoice": invoice, "bc": bc, "shop": adv,
-            "frozen": frozen.advertiser, "appeal": appeal, "coupon": coupon}
+            "frozen": frozen.advertiser, "appeal": appeal, "coupon": coupon, "webhook": webhook,
+            "charge": SpendEvent.objects.filter(advertiser=adv).latest("pk").transaction}
 
 
 def redeem_wrong_code(page):
@@ -139,10 +149,15 @@ def dashboard_pages(w):
         ("advertiser_home", reverse("advertiser_home", args=[a]), None, ()),
         ("campaigns", reverse("campaigns", args=[shop]), None, ("Status",)),
         ("notifications", reverse("notifications", args=[a]), None, ()),
+        ("notification_settings", reverse("notification_settings", args=[shop]), None, ("Email", "In-app")),
         ("api_access", reverse("api_access", args=[a]), None, ("Status",)),
+        ("webhooks", reverse("webhooks", args=[a]), None, ("Events",)),
+        ("webhook_deliveries", reverse("webhook_deliveries", args=[a, w["webhook"].pk]), None, ("Status", "Attempts")),
         ("payments_overview", reverse("payments_overview", args=[a]), None, ("Amount", "Funding source")),
         ("payments_overview", reverse("payments_overview", args=[inv]), None, ()),
         ("payments_transactions", reverse("payments_transactions", args=[shop]), None, ("Amount", "Funding source")),
+        ("payments_charge_explanation", reverse("payments_charge_explanation", args=[shop, w["charge"].pk]), None,
+         ("Credit",)),
         ("payments_add_funds", reverse("payments_add_funds", args=[shop]), None, ()),
         ("payments_bills", reverse("payments_bills", args=[a]), None, ("Amount", "Status")),
         ("payments_bills", reverse("payments_bills", args=[inv]), None, ("Amount", "Status")),
@@ -198,7 +213,8 @@ def chart_label_sizes(page) -> list[float]:
 
 def test_every_web_url_name_is_audited_or_not_a_page():
     names = {p.name for p in web_urls.urlpatterns}
-    rows = {k: SimpleNamespace(pk=1) for k in ("auto", "invoiced", "shop", "failed", "invoice", "bc", "frozen", "coupon")}
+    rows = {k: SimpleNamespace(pk=1) for k in ("auto", "invoiced", "shop", "failed", "invoice", "bc", "frozen", "coupon",
+                                                   "webhook", "charge")}
     audited = {name for name, *_ in dashboard_pages(rows)} | {"login"}
     assert names - audited - set(NOT_PAGES) == set(), "pages without an accessibility audit"
     assert set(NOT_PAGES) <= names and audited <= names

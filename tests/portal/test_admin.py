@@ -23,6 +23,7 @@ from billing.models import (
     TxKind,
 )
 from billing.selectors import advertiser_balances
+from billing.deposits import deposit_create
 from billing.spend import spend_record
 from portal.models import Advertiser, AuditLog, Membership
 from promotions.appeals import appeal_file
@@ -567,3 +568,31 @@ def test_billing_records_have_no_add_button(client, support, model):
     assert listing.status_code == 200
     assert reverse(f"admin:billing_{model}_add") not in listing.text
     assert client.get(reverse(f"admin:billing_{model}_add")).status_code == 403
+
+
+def test_r43_staff_set_a_spending_limit_in_the_admin_through_its_rule(client, support, spend_event):
+    # given an account that spent 30.00
+    adv = AdvertiserFactory()
+    camp = CampaignFactory(advertiser=adv)
+    deposit_create(advertiser=adv, amount="100.00", idempotency_key="admin-limit")
+    spend_record(event=spend_event(camp, "30.00"))
+    url = reverse("admin:portal_advertiser_change", args=[adv.pk])
+    # when support sets a lifetime limit below what was spent
+    response = client.post(url, advertiser_change_post(adv, spending_limit="25.00", spending_limit_period="lifetime"))
+    # then it is set by spending_limit_set: counted, campaigns paused, audited with the reason
+    assert response.status_code == 302, response.text[:2000]
+    adv.refresh_from_db()
+    camp.refresh_from_db()
+    assert (adv.spending_limit, adv.spending_limit_period, adv.limit_spent) == (Decimal("25.00"), "lifetime",
+                                                                                Decimal("30.00"))
+    assert camp.status == "paused_limit"
+    log = AuditLog.objects.get(action="spending_limit", advertiser=adv)
+    assert (log.actor, log.reason, log.after) == (support, "Per finance review", {"amount": "25.00", "period": "lifetime"})
+    # and a bad amount is refused on the form, nothing changed
+    bad = client.post(url, advertiser_change_post(adv, spending_limit="-1"))
+    assert bad.status_code == 200 and "must be zero or more" in bad.text
+    removed = client.post(url, advertiser_change_post(adv, spending_limit=""))
+    assert removed.status_code == 302
+    camp.refresh_from_db()
+    adv.refresh_from_db()
+    assert (adv.spending_limit, camp.status) == (None, "active")

@@ -149,6 +149,13 @@ OPERATIONS = {
     ("get", "/advertisers/{id}/documents", 200), ("get", "/documents/{id}", 200),
     ("post", "/documents/{id}/payments", 200), ("post", "/documents/{id}/disputes", 201),
     ("post", "/documents/{id}/credit-notes", 201),
+    # R43, R45, R47-R50 (and their additions: reading the limit, listing, deleting, redelivering)
+    ("get", "/advertisers/{id}/spending-limit", 200), ("put", "/advertisers/{id}/spending-limit", 200),
+    ("get", "/advertisers/{id}/insights", 200), ("get", "/advertisers/{id}/charges/{event_id}/explanation", 200),
+    ("post", "/advertisers/{id}/webhooks", 201), ("get", "/advertisers/{id}/webhooks", 200),
+    ("delete", "/advertisers/{id}/webhooks/{webhook_id}", 200),
+    ("get", "/advertisers/{id}/webhooks/{webhook_id}/deliveries", 200),
+    ("post", "/advertisers/{id}/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver", 200),
 }
 
 

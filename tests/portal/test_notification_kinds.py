@@ -33,6 +33,7 @@ from billing.spend import spend_record
 from billing.switching import billing_method_switch, billing_settings_set
 from portal.errors import BusinessError, Conflict
 from portal.models import Advertiser, BCMembership, Campaign, Notification
+from portal.alerts import alert_preferences_set, alerts_check
 from portal.notifications import KINDS
 from portal.services import business_center_create
 from promotions.appeals import appeal_decide, appeal_file
@@ -354,6 +355,53 @@ def _(w):
 
     return adv, pay, refused_or_replayed(
         pay, lambda: deposit_create(advertiser=adv, amount="20.00", idempotency_key="kinds-resume-2"))
+
+
+# --- alerts of a level (R44, portal.alerts.alerts_check), limits (R43) and documents (R39) --------
+
+@case("low_balance", "below the USD 50.00 you set for this alert")
+def _(w):
+    adv = w.account()  # manual payment: the owner's own alert, at 50.00
+    alert_preferences_set(user=adv.owner, advertiser=adv, choices={}, low_balance_amount="50.00")
+    deposit_create(advertiser=adv, amount="100.00", idempotency_key="kinds-low-balance")
+    w.spend(adv, "60.00")  # 40.00 left
+    # the job again, and a charge more while still below
+    return adv, alerts_check, lambda: (w.spend(adv, "5.00"), alerts_check())
+
+
+@case("credit_line_high", "used USD 850.00 of your credit line of USD 1000.00 (85 %)")
+def _(w):
+    adv = w.invoiced(limit="1000.00")
+    w.spend(adv, "850.00")
+    return adv, alerts_check, lambda: (w.spend(adv, "10.00"), alerts_check())
+
+
+@case("spending_limit_reached", "reaching its monthly spending limit of USD 50.00. Its campaigns are paused.")
+def _(w):
+    from billing.limits import spending_limit_set  # R43 (billing/limits.py)
+
+    adv = w.account()
+    deposit_create(advertiser=adv, amount="500.00", idempotency_key="kinds-limit")
+    spending_limit_set(advertiser=adv, amount="50.00", period="monthly")
+    event = w.spend_event(adv.campaign, "60.00")
+    # the same event again (a replay), and a charge while already paused by the limit
+    return adv, lambda: spend_record(event=event), refused_or_replayed(
+        lambda: spend_record(event=event), lambda: w.spend(adv, "5.00"))
+
+
+@case("document_issued", "for USD 100.00 was issued to your ad account.")
+def _(w):
+    from portal.alerts import alert_preferences_set
+
+    adv = w.account()
+    # an alert a member asks for (decision 0034): the owner turned it on
+    alert_preferences_set(user=adv.owner, advertiser=adv, choices={"document_issued": {"email": True, "in_app": True}})
+
+    def pay():  # a payment received gets a receipt (R39), and the receipt is notified
+        deposit_create(advertiser=adv, amount="100.00", idempotency_key="kinds-receipt", source="web",
+                       card_last4="4242")
+
+    return adv, pay, pay  # the same key returns the first deposit and its receipt
 
 
 # --- billing settings -----------------------------------------------------------------------------

@@ -36,13 +36,15 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, resolve, reverse
 from django.urls.resolvers import RoutePattern
 
-from billing.models import Document
+from billing.models import Document, SpendEvent
 from portal.api_access import api_token_create
+from portal.webhooks import webhook_create, webhooks_fan_out
 from promotions.appeals import appeal_file
 from tests.api_matrix import database_state
 from tests.billing.bill_pages_helpers import auto_team, threshold_bill
 from tests.factories import grant
 from tests.pages_helpers import fast_password_hashing, logged_in  # noqa: F401
+from tests.portal.webhook_helpers import emit
 from tests.promotions.promotions_helpers import PNG, freeze, private_media, upload  # noqa: F401
 
 pytestmark = pytest.mark.django_db
@@ -58,6 +60,9 @@ FILL = {
     "credit_id": lambda w: w.coupon.pk,
     "appeal_id": lambda w: w.appeal.pk,
     "attachment_id": lambda w: w.attachment.pk,
+    "webhook_id": lambda w: w.webhook.pk,
+    "delivery_id": lambda w: w.delivery.pk,
+    "transaction_id": lambda w: w.charge.transaction_id,  # a charge's ledger transaction (its "Why?")
 }
 
 # Advertiser pages this sweep does not call, by full route, with the reason. None today.
@@ -138,9 +143,15 @@ def world(db, private_media):
     appeal = appeal_file(advertiser=t.advertiser, user=admin, message="The cards were our own.",
                          files=[upload("receipt.png", PNG)])
     token, _ = api_token_create(advertiser=t.advertiser, user=admin, label="Sweep", idempotency_key="sweep-key-1")
+    webhook = webhook_create(advertiser=t.advertiser, url="https://hooks.example.com/sweep",
+                             events=["deposit.received"], by=admin)
+    emit(t.advertiser)
+    webhooks_fan_out()
     w = SimpleNamespace(adv=t.advertiser, admin=admin, outsider=t.outsider, bill=bill, coupon=coupon,
                         appeal=appeal, attachment=appeal.attachments.get(), token=token,
-                        document=Document.objects.get(advertiser=t.advertiser, bill=bill))  # the bill's receipt
+                        webhook=webhook, delivery=webhook.deliveries.get(),
+                        document=Document.objects.get(advertiser=t.advertiser, bill=bill),  # the bill's receipt
+                        charge=SpendEvent.objects.filter(advertiser=t.advertiser).order_by("pk").first())
     w.pages = [(page, url_of(page, w)) for page in swept_pages()]
     for page, url in w.pages:
         assert resolve(url).route == page.route, (page.name, url)  # reverse() found this very pattern
