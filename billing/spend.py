@@ -26,7 +26,7 @@ from billing.money import ZERO, parse_amount
 from billing.waterfall import Allocation, Charge, CreditState, Funds, allocate
 from portal import inputs
 from portal.dbtypes import EARLIEST, LATEST, prepared_cursor
-from promotions.credits import credits_used_up_rider
+from promotions.credits import credits_used_up_notices, credits_used_up_rider
 from portal.errors import BadInput, Conflict
 
 MAX_FUTURE_SKEW = timedelta(hours=1)
@@ -408,8 +408,9 @@ def spend_record_batch(*, events) -> list[SpendResult]:
 
         if postings:
             # what the booking leaves: used-up credits, and accounts out of funds (R10, R27)
-            states = {st.id: st for per_adv in world.credits.values() for st in per_adv}
-            spent = sorted(pk for pk, st in states.items() if st.remaining == 0)
+            used_up = sorted(((advertisers[pk], st) for pk, per_adv in world.credits.items() for st in per_adv
+                              if st.remaining == 0), key=lambda pair: pair[1].id)
+            spent = [st.id for _, st in used_up]
             arrears = defaultdict(Decimal, {pk: accounts[pk][Purpose.ARREARS].balance for pk in advertisers})
             for it in fresh:
                 arrears[it.advertiser_id] += allocations[it.event_id].arrears
@@ -432,6 +433,7 @@ def spend_record_batch(*, events) -> list[SpendResult]:
             pauses.update((pk, CampaignStatus.PAUSED_LIMIT) for pk in at_limit)
             try:
                 tx_ids = ledger_write(postings, riders=(_events_rider(fresh), credits_used_up_rider(spent),
+                                                        credits_used_up_notices(used_up),
                                                         campaigns_pause_rider(pauses), limits_rider(counts)))
             except IntegrityError as e:
                 # R15: a concurrent request booked one of these event_ids after our check. Requests

@@ -14,6 +14,7 @@ turn an alert off per channel (`AlertPreference`, no row: on); a kind outside th
 always sent. A notice with a `user` is that member's own alert: only they get it.
 """
 
+import json
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -22,7 +23,7 @@ from celery import shared_task
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import EmailMultiAlternatives
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Case, CharField, Exists, OuterRef, Q, Value, When
 from django.template.loader import render_to_string
 from django.utils import timezone
@@ -61,6 +62,7 @@ KINDS = {
     "credit_issued": Kind("You received {amount} in ad credit", "Open Promotions", PROMOTIONS, CREDIT_FOOTER),
     "credit_expiring": Kind("{amount} of ad credit expires on {date}", "Open Promotions", PROMOTIONS, CREDIT_FOOTER),
     "credit_expired": Kind("{amount} of ad credit expired", "Open Promotions", PROMOTIONS, CREDIT_FOOTER),
+    "credit_used_up": Kind("Your {kind_label} #{credit_id} is used up", "Open Promotions", PROMOTIONS, CREDIT_FOOTER),
     "credit_withdrawn": Kind("{amount} of ad credit was withdrawn", "Open Promotions", PROMOTIONS, CREDIT_FOOTER),
     "credit_frozen": Kind("Your ad credit has been frozen", "Open Promotions", PROMOTIONS, CREDIT_FOOTER),
     "credit_unfrozen": Kind("Your ad credit is usable again", "Open Promotions", PROMOTIONS, CREDIT_FOOTER),
@@ -204,6 +206,38 @@ def notify_many(drafts: list[Draft], *, skip_existing: bool = False) -> list[int
         ids = [n.pk for n in notes]
     transaction.on_commit(lambda: _queue(ids))
     return ids
+
+
+def notices_rider(drafts: list[Draft]):
+    """`notify_many` for notices a booking writes in its own statement (spend: a credit used up,
+    R7): one more INSERT of the booking's WITH, from arrays, a key already written skipped.
+    Queued by key after commit (one read then, only when there are any); `notifications_send_due`
+    sends them if that fails, as any notice."""
+    from billing.ledger import Rider
+
+    if drafts:
+        keys = [d.key for d in drafts]
+        transaction.on_commit(lambda: _queue(list(Notification.objects.filter(key__in=keys)
+                                                  .values_list("pk", flat=True))))
+
+    now = timezone.now()
+    rows = [(d.advertiser.pk, d.kind, d.key, KINDS[d.kind].subject.format(**d.context)[:200], json.dumps(d.context),
+             kind_link(d.kind, d.advertiser.pk, d.context)) for d in drafts]
+    table = connection.ops.quote_name(Notification._meta.db_table)
+    columns = list(zip(*rows)) if rows else [[]] * 6
+
+    def orm(tx_ids):
+        notify_many(drafts, skip_existing=True)
+
+    return Rider(
+        sql=f"""notices AS (INSERT INTO {table} (advertiser_id, kind, key, subject, context, link, created_at)
+                  SELECT n.advertiser_id, n.kind, n.key, n.subject, n.context::jsonb, n.link, %s
+                    FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[])
+                         AS n(advertiser_id, kind, key, subject, context, link)
+                  ON CONFLICT (key) DO NOTHING)""",
+        params=[now, *[list(c) for c in columns]],
+        orm=orm,
+    )
 
 
 def _queue(ids: list[int]) -> None:

@@ -57,6 +57,7 @@ EVENT_TYPES: dict[str, str] = {
     "document_issued": "document.issued",
     "credit_issued": "credit.issued",
     "credit_expired": "credit.expired",
+    "credit_used_up": "credit.used_up",  # an addition to R45's list (issue 14: "credit used up")
     "credit_frozen": "credit.frozen",
     "credit_unfrozen": "credit.unfrozen",
     "campaigns_paused_arrears": "campaigns.paused",
@@ -75,6 +76,7 @@ EVENT_TYPE_LABELS: dict[str, str] = {
     "document.issued": "Document issued",
     "credit.issued": "Credit issued",
     "credit.expired": "Credit expired",
+    "credit.used_up": "Credit used up",
     "credit.frozen": "Credit frozen",
     "credit.unfrozen": "Credit unfrozen",
     "campaigns.paused": "Campaigns paused",

@@ -18,6 +18,7 @@ from portal.errors import BadInput, BusinessError, Conflict
 from portal.models import AdvertiserStatus, Objective, ProductSource
 from promotions.models import Credit, CreditKind, CreditSource, CreditStatus
 from portal.audit import audit_record
+from portal.notifications import Draft, notices_rider
 from promotions.notify import notify_credit_issued, notify_credit_withdrawn
 
 
@@ -228,6 +229,16 @@ def credits_used_up_rider(credit_ids: list[int]) -> Rider:
         sql=f"used_up AS (UPDATE {table} SET status = %s, ended_at = %s WHERE id = ANY(%s::bigint[]) AND status = %s)",
         params=[CreditStatus.USED_UP, now, ids, CreditStatus.ACTIVE], orm=orm,
     )
+
+
+def credits_used_up_notices(used: list[tuple]):
+    """"Your coupon #12 is used up" (R7; an outbox event for webhooks, issue 14), for the credits
+    a booking spent to nothing — `(advertiser, CreditState)` — in the booking's own statement."""
+    return notices_rider([
+        Draft(adv, "credit_used_up", f"credit_used_up:{st.id}",
+              {"credit_id": st.id, "kind_label": CreditKind(st.kind).label.lower()})
+        for adv, st in used
+    ])
 
 
 def shop_credits_activate(*, advertiser_ids) -> int:

@@ -150,6 +150,20 @@ def _(w):
     return adv, lambda: expire_credits(at=later), lambda: expire_credits(at=later + timedelta(hours=1))
 
 
+@case("credit_used_up", "Your coupon #")
+def _(w):
+    from promotions.credits import credit_assign
+
+    adv = w.account()
+    deposit_create(advertiser=adv, amount="100.00", idempotency_key="kinds-used-up")
+    coupon = grant(adv, "assignable", "10.00")
+    credit_assign(credit=coupon, campaign_ids=[adv.campaign.pk])
+    event = w.spend_event(adv.campaign, "15.00")  # the coupon pays 10.00 of it: used up (R7)
+    # the same event again (a replay), and a charge after it
+    return adv, lambda: spend_record(event=event), refused_or_replayed(
+        lambda: spend_record(event=event), lambda: w.spend(adv, "5.00"))
+
+
 @case("credit_withdrawn", "Reason: policy violation")
 def _(w):
     adv = w.account()
