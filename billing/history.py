@@ -36,7 +36,7 @@ from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
 from billing.models import CREDIT, DEBIT, NORMAL_SIDE, LedgerAccount, LedgerEntry, LedgerTransaction, Purpose, TxKind
-from billing.money import ZERO, fmt
+from billing.money import ZERO, fmt, format_money
 from billing.selectors import Balances, advertiser_balances
 
 # Where the money of a transaction came from, in the order the waterfall uses it (R10).
@@ -66,6 +66,7 @@ class FundingPart:
     key: str
     label: str
     amount: Decimal
+    text: str = ""  # "Coupon $3.00", as the Transactions page prints it
 
 
 @dataclass
@@ -80,6 +81,7 @@ class TxRow:
     funding: list[FundingPart] = field(default_factory=list)
     direction: str = "out"  # in | out | neutral
     cash_balance: Decimal | None = None  # the cash balance after it, as of its date (decision 0030)
+    amount_text: str = ""  # as printed: "+$50.00", "−$12.00"
 
     def part(self, key: str) -> Decimal:
         return sum((p.amount for p in self.funding if p.key == key), ZERO)
@@ -124,17 +126,22 @@ def _balance_parts(debited: dict[str, Decimal], credited: dict[str, Decimal]) ->
 
 def transaction_row(tx: LedgerTransaction, *, cash_balance: Decimal | None = None) -> TxRow:
     direction = "in" if tx.kind in MONEY_IN else "neutral" if tx.kind in NEUTRAL else "out"
+    amount = -tx.amount if direction == "out" else tx.amount
+    funding = _funding(tx)
+    for part in funding:  # the page's strings, formatted once here rather than by the template per row
+        part.text = f"{part.label} {format_money(part.amount, tx.currency)}"
     return TxRow(
         id=tx.pk,
         occurred_at=tx.occurred_at,
         kind=tx.kind,
         label=tx.get_kind_display(),
         campaign=tx.campaign.name if tx.campaign_id else "",
-        amount=-tx.amount if direction == "out" else tx.amount,
+        amount=amount,
         currency=tx.currency,
-        funding=_funding(tx),
+        funding=funding,
         direction=direction,
         cash_balance=cash_balance,
+        amount_text=("+" if direction == "in" else "") + format_money(amount, tx.currency),
     )
 
 

@@ -14,6 +14,7 @@ turn an alert off per channel (`AlertPreference`, no row: on); a kind outside th
 always sent. A notice with a `user` is that member's own alert: only they get it.
 """
 
+import functools
 import json
 import logging
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from django.db.models import Case, CharField, Exists, OuterRef, Q, Value, When
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from portal.dbtypes import prepared_cursor
 from portal.models import AlertPreference, Notification, Role
 
 log = logging.getLogger("portal.notifications")
@@ -185,27 +187,45 @@ def notify_many(drafts: list[Draft], *, skip_existing: bool = False) -> list[int
     """
     if not drafts:
         return []
-    notes = Notification.objects.bulk_create(
-        [
-            Notification(
-                advertiser=d.advertiser,
-                user_id=getattr(d.user, "pk", d.user),
-                kind=d.kind,
-                key=d.key,
-                subject=KINDS[d.kind].subject.format(**d.context)[:200],
-                context=d.context,
-                link=kind_link(d.kind, d.advertiser.pk, d.context),
-            )
-            for d in drafts
-        ],
-        ignore_conflicts=skip_existing,
-    )
-    if skip_existing:
-        ids = list(Notification.objects.filter(key__in=[d.key for d in drafts]).values_list("pk", flat=True))
+    rows = [(d.advertiser.pk, getattr(d.user, "pk", d.user), d.kind, d.key,
+             KINDS[d.kind].subject.format(**d.context)[:200], d.context, kind_link(d.kind, d.advertiser.pk, d.context))
+            for d in drafts]
+    if connection.vendor == "postgresql":
+        inserted = _insert_postgresql(rows, skip_existing=skip_existing)
     else:
-        ids = [n.pk for n in notes]
+        notes = Notification.objects.bulk_create([
+            Notification(advertiser_id=a, user_id=u, kind=k, key=key, subject=subject, context=context, link=link)
+            for a, u, k, key, subject, context, link in rows
+        ], ignore_conflicts=skip_existing)
+        inserted = {n.key: n.pk for n in notes if n.pk is not None}
+    if skip_existing and len(inserted) < len(drafts):
+        inserted.update(Notification.objects.filter(key__in=[d.key for d in drafts if d.key not in inserted])
+                        .values_list("key", "pk"))
+    ids = [inserted[d.key] for d in drafts if d.key in inserted]
     transaction.on_commit(lambda: _queue(ids))
     return ids
+
+
+def _insert_postgresql(rows: list[tuple], *, skip_existing: bool) -> dict[str, int]:
+    """The notices in one prepared INSERT from arrays bound in binary (a statements run writes
+    2,000 a chunk: the ORM's instances and its 16,000 quoted parameters cost more than the rows);
+    {key: id} of those inserted."""
+
+    columns = list(zip(*rows))
+    params = [timezone.now(), *[list(c) for c in columns[:5]], [json.dumps(c) for c in columns[5]], list(columns[6])]
+    with prepared_cursor() as cursor:
+        cursor.execute(_insert_sql(skip_existing), params)
+        return dict(cursor.fetchall())
+
+
+@functools.cache
+def _insert_sql(skip_existing: bool) -> str:
+    table = connection.ops.quote_name(Notification._meta.db_table)
+    return (f"INSERT INTO {table} (advertiser_id, user_id, kind, key, subject, context, link, created_at)"
+            " SELECT n.advertiser_id, n.user_id, n.kind, n.key, n.subject, n.context::jsonb, n.link, %b"
+            " FROM unnest(%b::bigint[], %b::bigint[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[])"
+            " WITH ORDINALITY AS n(advertiser_id, user_id, kind, key, subject, context, link, i) ORDER BY n.i"
+            + (" ON CONFLICT (key) DO NOTHING" if skip_existing else "") + " RETURNING key, id")
 
 
 def notices_rider(drafts: list[Draft]):

@@ -4,6 +4,8 @@ grouped thousands, a real minus sign. Display only; the API keeps `billing.money
 from decimal import Decimal
 
 from django import template
+from django.utils import dateformat, timezone
+from django.utils.html import format_html
 
 from billing.money import SYMBOLS, format_money
 
@@ -23,3 +25,14 @@ def money_axis(amount, currency):
         body = f"{int(value):,}"
         return f"{symbol}{body}" if symbol else f"{currency} {body}"
     return format_money(value, currency)
+
+
+@register.filter
+def when(moment):
+    """A list's date and time cell: `<time datetime="…">Dec 8, 2026</time> <span>04:12</span>` in the
+    current time zone (the page's `{% timezone %}`), formatted in one pass instead of three
+    filters per row."""
+    local = timezone.localtime(moment)
+    return format_html('<time datetime="{}">{}</time> <span class="muted">{}</span>', local.isoformat(),
+                       dateformat.format(local, "M j, Y"), dateformat.format(local, "H:i"))
+
