@@ -82,6 +82,7 @@ class TxRow:
     direction: str = "out"  # in | out | neutral
     cash_balance: Decimal | None = None  # the cash balance after it, as of its date (decision 0030)
     amount_text: str = ""  # as printed: "+$50.00", "−$12.00"
+    ref: str = ""  # the id as the page prints it in its ids and links
 
     def part(self, key: str) -> Decimal:
         return sum((p.amount for p in self.funding if p.key == key), ZERO)
@@ -142,6 +143,7 @@ def transaction_row(tx: LedgerTransaction, *, cash_balance: Decimal | None = Non
         direction=direction,
         cash_balance=cash_balance,
         amount_text=("+" if direction == "in" else "") + format_money(amount, tx.currency),
+        ref=str(tx.pk),
     )
 
 

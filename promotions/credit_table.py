@@ -103,15 +103,17 @@ def credit_rows(*, credits, advertiser, at: datetime | None = None, with_campaig
             campaigns=assigned,
         )
         valid_from, expires_at = c.valid_from.astimezone(tz), c.expires_at.astimezone(tz)
+        expires, expires_title, expires_short = dateformat.format(expires_at, "M j, Y|M j, Y H:i T|j M").split("|")
         row.text = {
             "kind": kinds.get(c.kind, c.kind), "source": sources.get(c.source, c.source),
             "status": statuses.get(c.status, c.status), "amount": format_money(c.amount, cur),
             "remaining": format_money(row.remaining, cur), "used": format_money(used, cur),
-            "valid_from": dateformat.format(valid_from, "M j, Y"), "expires": dateformat.format(expires_at, "M j, Y"),
-            "expires_iso": expires_at.isoformat(), "expires_title": dateformat.format(expires_at, "M j, Y H:i T"),
-            "expires_short": dateformat.format(expires_at, "j M"),
+            "valid_from": dateformat.format(valid_from, "M j, Y"), "expires": expires,
+            "expires_iso": expires_at.isoformat(), "expires_title": expires_title, "expires_short": expires_short,
+            "pk": str(c.pk), "kind_code": c.kind, "status_code": c.status, "expiring": row.expiring_soon,
+            "coupon": row.is_coupon, "open": row.is_open, "can_assign": row.can_assign,
             "usage_url": usage_url.format(c.pk), "assign_url": assign_url.format(c.pk),
-            "percent": row.remaining_percent, "label": f"{kinds.get(c.kind, c.kind)} #{c.pk}",
+            "percent": str(row.remaining_percent), "label": f"{kinds.get(c.kind, c.kind)} #{c.pk}",
         }
         if coupons_open and row.can_assign:
             ids = row.assigned_ids
