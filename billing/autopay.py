@@ -55,7 +55,10 @@ from billing.models import (
 from billing.money import ZERO, fmt, parse_amount
 from billing.tax import tax_for, taxes_for
 from portal.errors import BadInput, BusinessError
+from portal.models import Advertiser, AdvertiserStatus, BillingMethod, Campaign, CampaignStatus
+from portal.notifications import Draft, notify_many
 from promotions.credits import shop_credits_activate
+from promotions.freeze import AUTO_FREEZE_AFTER_FAILED_PAYMENTS, credit_freeze
 
 GROWN = "grown after successful payments"  # the reason of a ThresholdChange made by R25's growth
 STUCK_AFTER = timedelta(minutes=2)  # an `open` bill this old lost its attempt to a crash (issue 11: was 10)
@@ -254,10 +257,6 @@ def _book_chunk(attempts: list[Attempt], *, at: datetime) -> None:
     booking its bills one after the other gives. Per account only where it applies: the campaign
     pause after too many failures and the automatic freeze (R26, R34), campaigns resumed once it
     is paid up."""
-    from portal.models import Campaign, CampaignStatus
-    from portal.notifications import notify_many
-    from promotions.freeze import AUTO_FREEZE_AFTER_FAILED_PAYMENTS, credit_freeze
-
     with transaction.atomic():
         advertisers = lock_advertisers({a.advertiser_id for a in attempts})
         bills = {b.pk: b for b in Bill.objects.select_for_update().filter(pk__in=[a.bill_id for a in attempts])
@@ -413,8 +412,6 @@ def _rows_update(model, objs: list, fields: list[str]) -> None:
 
 def account_paid_up(adv) -> bool:
     """Nothing failed or overdue, no arrears, and room on the credit line for an invoiced account."""
-    from portal.models import BillingMethod
-
     if adv.failed_payments > settings.BILLING_PAUSE_AFTER_FAILURES and Bill.objects.filter(
         advertiser=adv, status__in=[BillStatus.FAILED, BillStatus.OVERDUE]
     ).exists():
@@ -433,16 +430,12 @@ def account_paid_up(adv) -> bool:
 
 
 def _notify_bill(adv, bill: Bill, kind: str, **context) -> None:
-    from portal.notifications import notify_many
-
     draft = _bill_draft(adv, bill, kind)
     draft.context.update(context)
     notify_many([draft], skip_existing=True)
 
 
 def _bill_draft(adv, bill: Bill, kind: str):
-    from portal.notifications import Draft
-
     return Draft(adv, kind, f"{kind}:{bill.pk}:{bill.attempts if kind == 'payment_failed' else 0}", {
         "amount": f"{bill.currency} {fmt(bill.amount, bill.currency)}",
         "bill_id": bill.pk,
@@ -455,8 +448,6 @@ def _bill_draft(adv, bill: Bill, kind: str):
 
 def _notify_thresholds(changes: list[ThresholdChange], advertisers: dict) -> None:
     """"Your billing threshold is now …" (R25, R36), once per ThresholdChange, in one statement."""
-    from portal.notifications import Draft, notify_many
-
     drafts = []
     for change in changes:
         adv = advertisers[change.advertiser_id]
@@ -505,8 +496,6 @@ def _collect_stuck_bills(at: datetime) -> int:
 
 
 def _automatic_accounts():
-    from portal.models import Advertiser, AdvertiserStatus, BillingMethod
-
     return Advertiser.objects.filter(billing_method=BillingMethod.AUTOMATIC).exclude(status=AdvertiserStatus.CLOSED)
 
 
@@ -621,8 +610,6 @@ def retry_payments(*, at: datetime | None = None, chunk: int = 500) -> dict:
 
 def payment_method_set(*, advertiser, card_number, expiry) -> "PaymentMethod":  # noqa: F821
     """Put a card on file (R29): the gateway tokenizes it; only token, last 4 and expiry are kept."""
-    from billing.models import PaymentMethod
-
     if not isinstance(card_number, str) or not isinstance(expiry, str):
         raise BadInput("invalid_card", "card_number and expiry (MM/YY) are required.")
     month_year = expiry.strip().split("/")

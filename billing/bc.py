@@ -20,6 +20,7 @@ from billing.money import ZERO, fmt, parse_amount
 from portal import inputs
 from portal.audit import audit_record
 from portal.errors import BadInput, BusinessError, Conflict, NotFound
+from portal.models import Advertiser, AdvertiserStatus, BillingMethod, BusinessCenter
 
 
 def _memo(key: str) -> str:
@@ -37,8 +38,6 @@ def bc_cash_balance(*, business_center) -> Decimal:
 
 def bc_deposit_create(*, business_center, amount, idempotency_key: str) -> BCDeposit:
     """Load a Business Center's cash balance; returns the deposit (the first one, on a replay)."""
-    from portal.models import BusinessCenter
-
     amount = parse_amount(amount, business_center.currency)
     key = inputs.key(idempotency_key, max_length=inputs.max_length(BCDeposit, "idempotency_key"))
     with transaction.atomic():
@@ -99,8 +98,6 @@ def bc_transfer(
     the first transfer; with anything else it is a Conflict. Locks the BC row, then the advertiser.
     A new transfer is audited (`by`, and staff's `reason`); a replay writes nothing.
     """
-    from portal.models import Advertiser, AdvertiserStatus, BillingMethod, BusinessCenter
-
     transfer_grant_check(grant_amount)
     if transfer_type not in BCTransferType.values:
         raise BadInput("invalid_transfer_type", "transfer_type must be RECHARGE or REFUND.")

@@ -27,6 +27,7 @@ from billing.money import fmt
 from portal.audit import audit_record
 from portal.errors import BadInput, BusinessError, Conflict
 from portal.notifications import Draft, notify_many
+from promotions.freeze import credit_freeze
 
 CHARGEBACK_RULE = "chargeback"
 
@@ -69,8 +70,6 @@ def chargeback_record(*, reference: str, reason: str, bill: Bill | None = None, 
         audit_record(actor=by, action="chargeback_record", advertiser=adv, target=str(chargeback)[:200],
                      reason=reason, before=before, after=after)
         if not adv.credit_frozen:
-            from promotions.freeze import credit_freeze
-
             credit_freeze(advertiser=adv, reason=f"Chargeback {reference}: {reason}", rule=CHARGEBACK_RULE)
         what = (f"{bill.noun.lower()} {bill.label}" if bill is not None  # "threshold bill 3" (decision 0031)
                 else f"card deposit #{deposit.pk}")

@@ -22,8 +22,9 @@ from billing.tax import tax_for
 from portal import inputs
 from portal.audit import audit_record
 from portal.errors import BadInput, BusinessError, Conflict
-from portal.models import CampaignStatus
+from portal.models import AdvertiserStatus, BillingMethod, Campaign, CampaignStatus
 from portal.notifications import Draft, notify_many
+from promotions.credits import credits_forfeit_postings
 
 
 def deposit_limits(currency: str) -> tuple[Decimal, Decimal]:
@@ -45,8 +46,6 @@ def deposit_create(*, advertiser, amount, idempotency_key: str, source: str = "a
     Idempotent by key: the same key and amount returns the first deposit; the same key with
     another amount is a Conflict.
     """
-    from portal.models import AdvertiserStatus, BillingMethod
-
     amount = parse_amount(amount, advertiser.currency)
     key = inputs.key(idempotency_key, max_length=inputs.max_length(Deposit, "idempotency_key"))
     with transaction.atomic():
@@ -124,8 +123,6 @@ def campaigns_pause(*, advertiser) -> int:
 def campaigns_pause_rider(pauses: dict[int, str]) -> Rider:
     """Pause the active campaigns of these accounts, each with its reason's status (`paused_funds`,
     R10/R13/R27; `paused_limit`, R43), written in a booking's own statement (spend)."""
-    from portal.models import Campaign
-
     table = connection.ops.quote_name(Campaign._meta.db_table)
     ids = sorted(pauses)
 
@@ -143,16 +140,12 @@ def campaigns_pause_rider(pauses: dict[int, str]) -> Rider:
 
 
 def _pausable(advertiser_ids):
-    from portal.models import Campaign
-
     return Campaign.objects.filter(advertiser_id__in=list(advertiser_ids), status=CampaignStatus.ACTIVE)
 
 
 def out_of_funds(adv, accounts: dict) -> bool:
     """R13, R27: the account cannot pay a charge — it owes arrears, or it is invoiced and its
     credit line is used up. `accounts` are its ledger accounts by purpose."""
-    from portal.models import BillingMethod
-
     if accounts[Purpose.ARREARS].balance > 0:
         return True
     used_up = accounts[Purpose.CREDIT_LINE].balance >= adv.credit_line_limit
@@ -163,8 +156,6 @@ def campaigns_paused_notify(advertisers: list, accounts: dict, tx_ids: dict) -> 
     """Tell the accounts a spend booking just took out of funds that their campaigns are paused
     (R13, R27, R36): only on running out, not on every charge after it, and in one statement.
     `accounts` are the booked balances by purpose; the key names the charge that ran out."""
-    from portal.models import BillingMethod
-
     drafts = []
     for adv in advertisers:
         cur, acc = adv.currency, accounts[adv.pk]
@@ -203,8 +194,6 @@ def campaigns_resume(*, advertiser, reason: str = CampaignStatus.PAUSED_FUNDS) -
 def cash_refund_refusal(advertiser, balances: dict) -> BusinessError | None:
     """Why R23's refund is refused for an account with these balances (by purpose), or None: the
     one definition `cash_refund` raises and the Refund & close page shows before anyone clicks."""
-    from portal.models import AdvertiserStatus
-
     if advertiser.status != AdvertiserStatus.ACTIVE:
         return BusinessError("not_in_good_standing", f"A refund needs an active account; this one is {advertiser.status}.")
     if balances.get(Purpose.ARREARS, ZERO) > 0:
@@ -222,9 +211,6 @@ def cash_refund(*, advertiser, by=None, reason: str = "") -> Decimal:
     """Refund the whole unspent cash balance (R23): only in good standing; closes the account
     and forfeits its credits (R8: credit itself is never refunded). Audited: `by` is who asked
     (the advertiser's admin, or staff with a `reason`)."""
-    from portal.models import AdvertiserStatus, CampaignStatus
-    from promotions.credits import credits_forfeit_postings
-
     with transaction.atomic():
         adv = lock_advertisers([advertiser.pk])[advertiser.pk]
         acc = advertiser_accounts([adv.pk])[adv.pk]

@@ -9,6 +9,7 @@ from django.utils import timezone
 from billing.deposits import deposit_limits
 from billing.history import ADVERTISER_KINDS
 from billing.models import DocumentKind, TxKind
+from billing.profile import countries
 from billing.templatetags.money import format_money
 from billing.topups import deposit_amount_check
 from portal.errors import BusinessError
@@ -222,8 +223,6 @@ class BillingProfileForm(forms.Form):
     po_number = forms.CharField(label="PO number (optional)", max_length=64, required=False)
 
     def __init__(self, *args, read_only: bool = False, **kwargs):
-        from billing.profile import countries
-
         super().__init__(*args, **kwargs)
         self.fields["country"].choices = [("", "Choose a country")] + countries()
         for name, field in self.fields.items():

@@ -23,6 +23,8 @@ from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
+from billing.chargebacks import chargeback_record
+from billing.models import Bill, Deposit, GatewayCharge, GatewayRefund
 from portal.errors import BusinessError
 
 APPROVED = "approved"
@@ -115,8 +117,6 @@ class SandboxGateway:
                                 idempotency_key=idempotency_key)
 
     def _charge(self, *, amount: Decimal, currency: str, card_number: str, idempotency_key: str) -> GatewayResult:
-        from billing.models import GatewayCharge
-
         amount = Decimal(amount)
         kind, card = self._behaviour(str(card_number))
         if kind != "ok":
@@ -140,9 +140,6 @@ class SandboxGateway:
         """Report that the cardholder's bank reversed an approved sandbox charge, as a real gateway's
         dispute webhook does, and book it (`chargeback_record`, docs/decisions/0010). The chargeback
         reference defaults to one per charge, so reporting the same charge again books nothing."""
-        from billing.chargebacks import chargeback_record
-        from billing.models import Bill, Deposit, GatewayCharge
-
         charge = GatewayCharge.objects.filter(reference=charge_reference).first()
         if charge is None or charge.status not in (APPROVED, CHARGED_BACK):
             raise BusinessError("unknown_charge", f"The sandbox approved no charge {charge_reference!r}.")
@@ -166,8 +163,6 @@ class SandboxGateway:
                                 idempotency_key=idempotency_key)
 
     def _refund(self, *, charge_key: str, amount: Decimal, currency: str, idempotency_key: str) -> GatewayResult:
-        from billing.models import GatewayCharge, GatewayRefund
-
         prior = GatewayRefund.objects.filter(idempotency_key=idempotency_key).first()
         if prior is not None:
             return self._replay(prior, amount, currency)

@@ -32,6 +32,8 @@ from billing.models import (
 from billing.documents import Line, amount_due, document_build, document_issue, with_state
 from billing.money import ZERO, fmt
 from billing.tax import tax_for
+from portal.models import Advertiser, AdvertiserStatus, BillingMethod
+from portal.notifications import Draft, notify_many
 
 SPEND_KINDS = [TxKind.CHARGE, TxKind.FEE]
 
@@ -120,8 +122,6 @@ def invoice_issue(*, advertiser, at: datetime) -> Bill | None:
 def issue_monthly_invoices(*, at: datetime | None = None, chunk: int = 200) -> dict:
     """Job (R27, R33): on the 1st (account time zone) invoice last month; mark overdue invoices
     and pause their delivery. Safe to run again or concurrently: one invoice per account and month."""
-    from portal.models import Advertiser, AdvertiserStatus, BillingMethod
-
     at = at or timezone.now()
     counts = {"issued": 0, "overdue": 0}
     accounts = Advertiser.objects.filter(billing_method=BillingMethod.MONTHLY_INVOICE).exclude(
@@ -164,8 +164,6 @@ def _invoice_context(adv, bill: Bill, amount) -> dict:
 def _notify_overdue(adv, bills: list[Bill]) -> None:
     """"Invoice … is overdue: delivery is paused" (R27, R36), once per invoice: the job marks an
     invoice overdue once, and the key is the invoice's."""
-    from portal.notifications import Draft, notify_many
-
     docs = {d.bill_id: d for d in with_state(Document.objects.filter(kind=DocumentKind.INVOICE, bill__in=bills))}
     owed = {bill.pk: amount_due(docs[bill.pk]) if bill.pk in docs else bill.charge_amount for bill in bills}
     notify_many([
@@ -175,8 +173,6 @@ def _notify_overdue(adv, bills: list[Bill]) -> None:
 
 
 def _notify_invoices(issued) -> None:
-    from portal.notifications import Draft, notify_many
-
     notify_many([
         Draft(adv, "invoice_issued", f"invoice_issued:{bill.pk}", {
             **_invoice_context(adv, bill, bill.charge_amount),

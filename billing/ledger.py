@@ -29,6 +29,7 @@ from billing.models import (
     Purpose,
 )
 from portal.dbtypes import prepared_cursor
+from portal.models import Advertiser
 
 
 class LedgerError(Exception):
@@ -325,8 +326,6 @@ def credit_account_open(advertiser) -> LedgerAccount:
 def lock_advertisers(ids):
     """Lock advertiser rows in id order: the first lock every money write takes (no deadlocks).
     On PostgreSQL a prepared statement (it runs in every money write: no ORM compilation)."""
-    from portal.models import Advertiser
-
     ids = sorted(set(ids))
     if connection.vendor != "postgresql":
         return {a.pk: a for a in Advertiser.objects.select_for_update().filter(pk__in=ids).order_by("pk")}
@@ -340,8 +339,6 @@ def lock_advertisers(ids):
 
 @functools.cache
 def _lock_sql() -> str:
-    from portal.models import Advertiser
-
     qn = connection.ops.quote_name
     columns = ", ".join(qn(f.column) for f in Advertiser._meta.concrete_fields)
     return (f"SELECT {columns} FROM {qn(Advertiser._meta.db_table)} WHERE {qn(Advertiser._meta.pk.column)} = ANY(%s::bigint[])"

@@ -8,6 +8,7 @@ from django.db.models import Q, Sum
 
 from billing.models import Bill, BillKind, BillStatus, LedgerAccount, Purpose
 from billing.money import ZERO
+from promotions.models import CreditKind, CreditStatus
 
 
 @dataclass
@@ -31,8 +32,6 @@ UNPAID = [BillStatus.OPEN, BillStatus.FAILED, BillStatus.OVERDUE]
 
 def advertiser_balances(*, advertiser) -> Balances:
     """Stored balances (R14): three queries whatever the number of entries, credits or bills."""
-    from promotions.models import CreditKind, CreditStatus
-
     acc = {a.purpose: a.balance for a in LedgerAccount.objects.filter(advertiser=advertiser).exclude(purpose=Purpose.PROMO_CREDIT)}
     live = Q(credit__status=CreditStatus.ACTIVE)
     frozen = Q(credit__status=CreditStatus.FROZEN)

@@ -23,6 +23,7 @@ from billing.deposits import deposit_create, deposit_limits
 from billing.money import MINOR_UNITS, fmt, quantum, round_down
 from billing.selectors import advertiser_balances
 from billing.spend import spend_record_batch
+from portal.models import Advertiser, AdvertiserStatus, BillingMethod, Campaign, CampaignStatus
 
 ROUND_SECONDS = 15
 # One round's spend per campaign, in units of the currency's smallest deposit (USD: 20).
@@ -49,8 +50,6 @@ def round_amount(*, objective: str, currency: str, rng: random.Random) -> Decima
 
 def simulate_delivery(*, at: datetime | None = None, rng: random.Random | None = None) -> dict:
     """One round of simulated delivery as of `at`. Returns counts for tests and logs."""
-    from portal.models import Advertiser, AdvertiserStatus, BillingMethod, Campaign, CampaignStatus
-
     at = at or timezone.now()
     rng = rng or random.Random()
     campaigns = list(

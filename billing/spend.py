@@ -21,13 +21,16 @@ from django.utils import timezone
 from billing.deposits import campaigns_pause_rider, campaigns_paused_notify, out_of_funds
 from billing.limits import limit_counts, limit_reached, limit_reached_notify, limits_rider
 from billing.ledger import AccountRef, Posting, Rider, advertiser_accounts, ledger_write, lock_advertisers
-from billing.models import DEBIT, LedgerAccount, Purpose, SpendEvent, SpendKind, TxKind
+from billing.models import DEBIT, LedgerAccount, LedgerEntry, Purpose, SpendEvent, SpendKind, TxKind
 from billing.money import ZERO, parse_amount
 from billing.waterfall import Allocation, Charge, CreditState, Funds, allocate
 from portal import inputs
 from portal.dbtypes import EARLIEST, LATEST, prepared_cursor
-from promotions.credits import credits_used_up_notices, credits_used_up_rider
 from portal.errors import BadInput, Conflict
+from portal.models import BillingMethod, Campaign, CampaignStatus
+from promotions.credits import credits_used_up_notices, credits_used_up_rider
+from promotions.models import Credit, CreditStatus, Enrollment, EnrollmentStatus
+from promotions.programs import enrollments_record_spend
 
 MAX_FUTURE_SKEW = timedelta(hours=1)
 EVENT_ID_MAX = 128  # SpendEvent.event_id
@@ -131,8 +134,6 @@ def spend_validate(parsed: list[tuple], advertisers: dict, campaigns: dict) -> l
 
 def allocations_for(events: list[SpendEvent]) -> dict[str, Allocation]:
     """Rebuild allocations from the ledger (the single source of truth). One query."""
-    from billing.models import LedgerEntry
-
     by_tx = {ev.transaction_id: ev.event_id for ev in events}
     out = {ev.event_id: Allocation() for ev in events}
     entries = (
@@ -195,9 +196,6 @@ def _credit_state(c: dict, campaign_ids) -> CreditState:
 
 @functools.cache
 def _world_sql() -> str:
-    from portal.models import Campaign
-    from promotions.models import Credit, Enrollment
-
     qn = connection.ops.quote_name
     t = {m: qn(m._meta.db_table) for m in (Campaign, LedgerAccount, Credit, SpendEvent, Enrollment)}
     through = qn(Credit.campaigns.through._meta.db_table)
@@ -243,8 +241,6 @@ def spend_world(advertisers: dict, campaign_ids: set, event_ids: list) -> SpendW
     """One read of everything the batch needs (issue 10): its campaigns, the advertisers'
     accounts, their usable credits with their coupons' campaigns, the events already booked and
     who has an open enrollment. Callers hold the advertisers' locks, so what is read is current."""
-    from promotions.models import CreditStatus, EnrollmentStatus
-
     usable = [pk for pk, a in advertisers.items() if a.credit_usable]
     if connection.vendor != "postgresql":
         return _spend_world_orm(advertisers, usable, campaign_ids, event_ids)
@@ -282,9 +278,6 @@ def spend_world(advertisers: dict, campaign_ids: set, event_ids: list) -> SpendW
 
 def _spend_world_orm(advertisers: dict, usable: list, campaign_ids: set, event_ids: list) -> SpendWorld:
     """The same read on other databases (the embedded SQLite of `make run`), through the ORM."""
-    from portal.models import Campaign
-    from promotions.models import Credit, CreditStatus, Enrollment, EnrollmentStatus
-
     found = list(Credit.objects.filter(advertiser_id__in=usable, status=CreditStatus.ACTIVE,
                                        ledger_account__balance__gt=0).select_related("ledger_account"))
     assigned: dict[int, set] = defaultdict(set)
@@ -343,9 +336,6 @@ def spend_record_batch(*, events) -> list[SpendResult]:
     (one), everything else the batch needs read (one), the allocation in memory, and the booking
     with its events, used-up credits and paused campaigns written (one). Ladder progress adds its
     own statements only when a charged advertiser has an open enrollment."""
-    from portal.models import BillingMethod, CampaignStatus
-    from promotions.programs import enrollments_record_spend
-
     parsed = spend_parse(events)
     with transaction.atomic():
         advertisers = lock_advertisers({p[4] for p in parsed})

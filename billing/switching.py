@@ -12,11 +12,13 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.utils import timezone
 
-from billing.autopay import autopay_setup, bill_collect, bill_create, threshold_set
+from billing.autopay import account_paid_up, autopay_setup, bill_collect, bill_create, threshold_set
+from billing.deposits import campaigns_resume
 from billing.ledger import advertiser_accounts, lock_advertisers
 from billing.models import Bill, BillKind, BillStatus, PaymentMethod, Purpose, ThresholdChange
 from billing.money import fmt, parse_amount
 from portal import inputs
+from portal.audit import audit_record
 from portal.errors import BadInput, BusinessError
 from portal.models import AdvertiserStatus, BillingMethod
 from portal.notifications import Draft, notify_many
@@ -117,8 +119,6 @@ def _notify_switch(adv, old: str, accounts: dict, *, billed: bool) -> None:
 def billing_settings_set(*, advertiser, billing_threshold=None, bill_cycle=None, credit_line_limit=None,
                          invoicing_eligible=None, reason: str = "set by staff", by=None):
     """Staff settings (API.md `/billing-settings`), audited with before and after."""
-    from portal.audit import audit_record
-
     reason = inputs.text(reason, field="reason", max_length=inputs.max_length(ThresholdChange, "reason"))
     if bill_cycle is not None and bill_cycle not in ("weekly", "monthly"):
         raise BadInput("invalid_bill_cycle", "bill_cycle must be weekly or monthly.")
@@ -159,9 +159,6 @@ def billing_settings_set(*, advertiser, billing_threshold=None, bill_cycle=None,
             audit_record(actor=by, action="billing_settings", advertiser=adv, target=f"advertiser {adv.pk}",
                          reason=reason, before=before, after=snapshot(adv))
         if limit is not None and adv.billing_method == BillingMethod.MONTHLY_INVOICE:
-            from billing.autopay import account_paid_up
-            from billing.deposits import campaigns_resume
-
             if account_paid_up(adv):
                 campaigns_resume(advertiser=adv)
     advertiser.refresh_from_db()

@@ -12,6 +12,7 @@ from billing.gateway import PaymentGateway, card_digits, get_gateway
 from billing.models import Deposit
 from billing.money import fmt, parse_amount
 from portal.errors import BadInput, BusinessError, Conflict
+from portal.models import AdvertiserStatus, BillingMethod
 
 
 def deposit_amount_check(*, advertiser, amount) -> Decimal:
@@ -34,8 +35,6 @@ def card_deposit_create(
 
     Declines and timeouts record nothing (BusinessError `card_declined` / `payment_timeout`).
     """
-    from portal.models import AdvertiserStatus, BillingMethod
-
     amount = parse_amount(amount, advertiser.currency)
     if not isinstance(idempotency_key, str) or not idempotency_key.strip():
         raise BadInput("invalid_idempotency_key", "The form has expired; reload the page and try again.")

@@ -68,6 +68,7 @@ from portal.models import (
 from portal.permissions import BILLING_SETTING_PERMS, admin_access, staff_can
 from portal.services import advertiser_create, business_center_create, campaign_create
 from promotions.freeze import credit_freeze, credit_unfreeze
+from promotions.models import Credit
 
 RECENT_TRANSACTIONS = 20
 RECENT_BILLS = 10
@@ -809,8 +810,6 @@ class AdvertiserAdmin(AuditedAdminMixin, StaffRoleAdmin):
 
     @admin.display(description="Credits")
     def credits_summary(self, obj):
-        from promotions.models import Credit
-
         credits = list(Credit.objects.filter(advertiser=obj).select_related("ledger_account")
                        .order_by("-created_at", "-pk")[:RECENT_CREDITS])
         if not credits:

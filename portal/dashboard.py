@@ -5,6 +5,8 @@ from decimal import Decimal
 
 from django.db.models import Count
 
+from billing.history import spend_by_day
+from billing.selectors import advertiser_balances
 from portal.models import Campaign, CampaignStatus
 from portal.permissions import can
 
@@ -31,9 +33,6 @@ class AdvertiserSummary:
 
 def advertiser_summary(*, advertiser, role) -> AdvertiserSummary:
     """Campaign counts for everyone; balances and 30-day spend only for payments readers (R1)."""
-    from billing.history import spend_by_day
-    from billing.selectors import advertiser_balances
-
     counts = dict(
         Campaign.objects.filter(advertiser=advertiser).values_list("status").annotate(n=Count("pk")).order_by()
     )

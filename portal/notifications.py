@@ -29,6 +29,7 @@ from django.db.models import Case, CharField, Exists, OuterRef, Q, Value, When
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from billing.ledger import Rider
 from portal.dbtypes import prepared_cursor
 from portal.models import AlertPreference, Notification, Role
 
@@ -233,8 +234,6 @@ def notices_rider(drafts: list[Draft]):
     R7): one more INSERT of the booking's WITH, from arrays, a key already written skipped.
     Queued by key after commit (one read then, only when there are any); `notifications_send_due`
     sends them if that fails, as any notice."""
-    from billing.ledger import Rider
-
     if drafts:
         keys = [d.key for d in drafts]
         transaction.on_commit(lambda: _queue(list(Notification.objects.filter(key__in=keys)

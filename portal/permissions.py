@@ -7,7 +7,7 @@ advertiser of their Business Center as advertiser admins and finance.
 """
 
 from portal.errors import Forbidden, NotFound
-from portal.models import Advertiser, BCMembership, Membership, Role
+from portal.models import Advertiser, BCMembership, BusinessCenter, Membership, Role
 
 STAFF = "staff"
 
@@ -89,8 +89,6 @@ def business_center_for(user, business_center_id, *, need: str = "member"):
     staff. A member of one of the BC's advertisers knows the BC exists and gets Forbidden; anyone
     else gets NotFound.
     """
-    from portal.models import BusinessCenter
-
     try:
         bc = BusinessCenter.objects.get(pk=int(str(business_center_id)))
     except (BusinessCenter.DoesNotExist, ValueError, TypeError):

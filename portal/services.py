@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from billing.autopay import autopay_setup
 from billing.ledger import accounts_open_for_advertiser, accounts_open_for_bc
 from billing.money import check_currency
 from portal import inputs
@@ -86,8 +87,6 @@ def advertiser_create(
         )
         accounts_open_for_advertiser(adv)
         if billing_method == BillingMethod.AUTOMATIC:
-            from billing.autopay import autopay_setup
-
             autopay_setup(advertiser=adv)
     return adv
 

@@ -21,6 +21,8 @@ from portal import inputs
 from portal.audit import audit_record
 from portal.errors import BadInput, BusinessError, Conflict
 from portal.notifications import Draft, notify_many
+from promotions.credits import credit_withdraw
+from promotions.freeze import credit_unfreeze
 from promotions.models import Appeal, AppealAttachment, AppealStatus, Credit, CreditStatus
 
 MAX_FILES = 3
@@ -113,9 +115,6 @@ def appeal_file(*, advertiser, user, message: str, files=()) -> Appeal:
 
 def appeal_decide(*, appeal: Appeal, decision: str, note: str, by, withdraw_credits: bool = False) -> Appeal:
     """Staff decide (R31): approve unfreezes; reject keeps the freeze and may withdraw the credit."""
-    from promotions.credits import credit_withdraw
-    from promotions.freeze import credit_unfreeze
-
     if decision not in ("approve", "reject"):
         raise BadInput("invalid_decision", "decision must be approve or reject.")
     if not isinstance(note, str) or not note.strip():

@@ -15,7 +15,7 @@ from billing.models import Purpose, TxKind
 from billing.money import parse_amount
 from portal import inputs
 from portal.errors import BadInput, BusinessError, Conflict
-from portal.models import AdvertiserStatus, Objective, ProductSource
+from portal.models import AdvertiserStatus, Campaign, Objective, ProductSource
 from promotions.models import Credit, CreditKind, CreditSource, CreditStatus
 from portal.audit import audit_record
 from portal.notifications import Draft, notices_rider
@@ -136,8 +136,6 @@ def credit_grant(
 
 def credit_assign(*, credit: Credit, campaign_ids) -> Credit:
     """Set the campaigns an assignable coupon pays for (R6). Only coupons can be assigned."""
-    from portal.models import Campaign
-
     if credit.kind != CreditKind.ASSIGNABLE:
         raise BusinessError(
             "credit_not_assignable", "Only a coupon can be assigned; free and discount credit apply to every eligible campaign."

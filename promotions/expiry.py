@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from billing.ledger import AccountRef, Move, ledger_post_moves, lock_advertisers
 from billing.models import LedgerAccount, Purpose, TxKind
+from portal.models import Notification
 from portal.notifications import notify_many
 from promotions.models import Credit, CreditKind, CreditStatus
 from promotions.notify import credit_expiring_draft, credits_expired_draft
@@ -86,8 +87,6 @@ def expire_credits(*, at=None, chunk: int = 100) -> dict:
 
 def remind_expiring(*, at=None, chunk: int = 1000) -> dict:
     """Email once per credit when it has 7 days or less left and something to use (R36)."""
-    from portal.models import Notification
-
     at = at or timezone.now()
     qs = (
         Credit.objects.filter(

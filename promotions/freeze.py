@@ -15,6 +15,7 @@ from portal import inputs
 from portal.errors import BadInput, BusinessError
 from portal.notifications import Draft, notify_many
 from promotions.models import Credit, CreditStatus, Enrollment, EnrollmentStatus, FreezeEvent
+from promotions.programs import enrollment_award
 
 AUTO_FREEZE_AFTER_FAILED_PAYMENTS = 3
 
@@ -47,8 +48,6 @@ def credit_freeze(*, advertiser, reason: str, by=None, rule: str = ""):
 def credit_unfreeze(*, advertiser, reason: str, by=None, notify: bool = True):
     """Lift a freeze: credits are usable again and withheld ladder rewards are issued (R30). The
     advertiser is told (R36) — unless the caller tells it in its own notice (an approved appeal)."""
-    from promotions.programs import enrollment_award
-
     reason = _reason(reason)
     with transaction.atomic():
         adv = lock_advertisers([advertiser.pk])[advertiser.pk]

@@ -18,13 +18,14 @@ from django.db.models import F
 from django.utils import timezone
 
 from billing.ledger import lock_advertisers
+from billing.models import SpendEvent
 from billing.money import check_currency, fmt, parse_amount
 from billing.waterfall import campaign_eligible
 from portal import inputs
 from portal.audit import audit_record
 from portal.errors import BadInput, BusinessError, NotFound
 from portal.models import AdvertiserStatus, BillingMethod, ProductSource, SignupSource
-from promotions.credits import _eligibility
+from promotions.credits import _eligibility, credit_grant
 from promotions.models import (
     CreditSource,
     CreditStatus,
@@ -122,8 +123,6 @@ def enrollment_create(*, advertiser, program: Program | None = None, code: str |
 
     Each refusal names the rule that failed (a 422 with that code).
     """
-    from billing.models import SpendEvent
-
     at = at or timezone.now()
     with transaction.atomic():
         adv = lock_advertisers([advertiser.pk])[advertiser.pk]
@@ -272,8 +271,6 @@ def enrollment_award(*, enrollment: Enrollment, tier: Tier | None, at: datetime)
 
     R30: while the advertiser's credit is frozen the reward is withheld, issued on unfreeze.
     """
-    from promotions.credits import credit_grant
-
     program = enrollment.program
     enrollment.reached_tier = tier
     enrollment.closed_at = at
