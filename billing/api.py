@@ -10,12 +10,11 @@ from billing.autopay import bill_pay, payment_method_set
 from billing.bc import bc_cash_balance, bc_deposit_create
 from billing.deposits import cash_refund, deposit_create
 from billing.limits import limit_view, spending_limit_set
-from billing.models import Bill, BillKind, BillStatus, SpendEvent
-from billing.selectors import advertiser_balances
-from billing.spend import EVENT_ID_MAX, allocations_for, spend_record_batch
+from billing.models import Bill, BillKind, BillStatus
+from billing.selectors import advertiser_balances, charge_of
+from billing.spend import allocations_for, spend_record_batch
 from billing.switching import billing_method_switch, billing_settings_set
 from billing.waterfall import Allocation
-from portal import inputs
 from portal.api_auth import require_staff
 from portal.api_schemas import (
     ERRORS,
@@ -200,10 +199,7 @@ def spend_view(request, payload: SpendIn):
             summary="How one charge was paid (payments access, staff)")
 def charge_view(request, id: str, event_id: str):
     adv, _ = advertiser_for(request.auth, id, need="payments_read")
-    event_id = inputs.key(event_id, field="event_id", max_length=EVENT_ID_MAX, code="invalid_event_id")
-    event = SpendEvent.objects.filter(advertiser=adv, event_id=event_id).first()
-    if event is None:
-        raise NotFound("charge")
+    event = charge_of(advertiser=adv, event_id=event_id)
     return allocation_json(allocations_for([event])[event.event_id], event.currency)
 
 

@@ -9,12 +9,9 @@ from pydantic import WithJsonSchema
 from billing.api import AllocationOut, allocation_json
 from billing.explainer import REASONS, charge_explain
 from billing.insights import insights
-from billing.models import SpendEvent
 from billing.money import round_down
-from billing.spend import EVENT_ID_MAX
-from portal import inputs
+from billing.selectors import charge_of
 from portal.api_schemas import ERRORS, Money, Timestamp, iso, money
-from portal.errors import NotFound
 from portal.permissions import advertiser_for
 
 router = Router(tags=["insight"])
@@ -94,10 +91,7 @@ def insights_view(request, id: str):
             summary="Why each credit of the account did or did not pay one charge (payments access, staff)")
 def explanation_view(request, id: str, event_id: str):
     adv, _ = advertiser_for(request.auth, id, need="payments_read")
-    event_id = inputs.key(event_id, field="event_id", max_length=EVENT_ID_MAX, code="invalid_event_id")
-    event = SpendEvent.objects.filter(advertiser=adv, event_id=event_id).first()
-    if event is None:
-        raise NotFound("charge")
+    event = charge_of(advertiser=adv, event_id=event_id)
     got = charge_explain(event=event)
     cur = event.currency
     return {

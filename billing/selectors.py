@@ -6,8 +6,10 @@ from decimal import Decimal
 
 from django.db.models import Q, Sum
 
-from billing.models import Bill, BillKind, BillStatus, LedgerAccount, Purpose
+from billing.models import Bill, BillKind, BillStatus, LedgerAccount, Purpose, SpendEvent
 from billing.money import ZERO
+from portal import inputs
+from portal.errors import NotFound
 from promotions.models import CreditKind, CreditStatus
 
 
@@ -61,3 +63,15 @@ def advertiser_balances(*, advertiser) -> Balances:
         billing_threshold=advertiser.billing_threshold if advertiser.billing_method == "automatic" else None,
         next_bill_date=advertiser.next_bill_at if advertiser.billing_method == "automatic" else None,
     )
+
+
+def charge_of(*, advertiser, event_id) -> SpendEvent:
+    """One charge of the advertiser by its `event_id` as a door received it (R15): checked as
+    a key, or NotFound — another advertiser's event is not found either."""
+    event_id = inputs.key(event_id, field="event_id", max_length=SpendEvent._meta.get_field("event_id").max_length,
+                          code="invalid_event_id")
+    event = SpendEvent.objects.filter(advertiser=advertiser, event_id=event_id).first()
+    if event is None:
+        raise NotFound("charge")
+    return event
+

@@ -110,3 +110,23 @@ def test_a_mail_outage_gives_the_notice_back_for_the_next_run(monkeypatch, mailo
     monkeypatch.setattr(EmailMultiAlternatives, "send", real_send)
     assert notifications.notifications_send_due() == {"sent": 1, "failed": 0}
     assert len(mailoutbox) == 1
+
+
+def test_one_run_of_the_relay_sends_every_due_notice_however_many_chunks(mailoutbox):
+    # the soak found it: after a broker outage thousands of notices are due, and one run of a
+    # chunk a minute fell behind
+    from portal import notifications
+    from portal.models import Membership, Notification, Role
+
+    adv = AdvertiserFactory(currency="USD")
+    finance = api_user()
+    finance.email = "finance@example.com"
+    finance.save()
+    Membership.objects.create(user=finance, advertiser=adv, role=Role.FINANCE)
+    for n in range(7):
+        Notification.objects.create(advertiser=adv, kind="credit_issued", key=f"backlog-{n}", subject="Credit",
+                                    context={"amount": "10.00", "currency": "USD", "kind": "Free credit",
+                                             "expires_at": "2027-01-01"},
+                                    created_at=timezone.now() - timedelta(minutes=5))
+    assert notifications.notifications_send_due(chunk=3) == {"sent": 7, "failed": 0}
+    assert not Notification.objects.filter(emailed_at__isnull=True).exists() and len(mailoutbox) == 7
