@@ -500,34 +500,60 @@ def _automatic_accounts():
 
 
 def charge_thresholds(*, at: datetime | None = None, chunk: int = 500) -> dict:
-    """Bill exactly the threshold while accrued ≥ threshold; the rest rolls over (R24)."""
+    """Bill exactly the threshold while accrued ≥ threshold; the rest rolls over (R24). Then pay
+    what a crash left open (`charge_thresholds_finish`). Beat runs the chunks as tasks that
+    several workers share (`portal.jobs.CHUNKED`)."""
     at = at or timezone.now()
-    due = _automatic_accounts().filter(
+    counts = {"bills": 0, "paid": 0, "failed": 0}
+    for ids in charge_thresholds_chunks(at=at, chunk=chunk):
+        for k, v in charge_thresholds_chunk(ids=ids, at=at).items():
+            counts[k] += v
+    charge_thresholds_finish(at=at)
+    return counts
+
+
+def _threshold_due():
+    return _automatic_accounts().filter(
         billing_threshold__isnull=False,
         ledger_accounts__purpose=Purpose.ACCRUED,
         ledger_accounts__balance__gte=F("billing_threshold"),
     )
-    counts = {"bills": 0, "paid": 0, "failed": 0}
-    after = 0
+
+
+def charge_thresholds_chunks(*, at: datetime, chunk: int = 500):
+    """The accounts due a threshold bill, `chunk` ids at a time (keyset by id)."""
+    due, after = _threshold_due(), 0
     while True:
         ids = list(due.filter(pk__gt=after).order_by("pk").values_list("pk", flat=True)[:chunk])
         if not ids:
-            _collect_stuck_bills(at)
-            return counts
+            return
         after = ids[-1]
-        with transaction.atomic():
-            advertisers = lock_advertisers(ids)
-            accounts = advertiser_accounts(ids)
-            bills = []
-            for pk, adv in advertisers.items():
-                accrued = accounts[pk][Purpose.ACCRUED].balance
-                while adv.billing_threshold and accrued >= adv.billing_threshold:
-                    bills.append((adv, accounts[pk], adv.billing_threshold))
-                    accrued -= adv.billing_threshold
-            created = _bills_create(kind=BillKind.THRESHOLD, at=at, bills=bills)
-        counts["bills"] += len(created)
-        for bill in _bills_collect(created, at=at):
-            counts["paid" if bill.status == BillStatus.PAID else "failed"] += 1
+        yield ids
+
+
+def charge_thresholds_chunk(*, ids: list[int], at: datetime) -> dict:
+    """Bill these accounts' thresholds under their locks (an account no longer due gets no bill:
+    a concurrent run or a re-delivered chunk billed it), commit the bills, then charge them."""
+    counts = {"bills": 0, "paid": 0, "failed": 0}
+    with transaction.atomic():
+        advertisers = lock_advertisers(ids)
+        accounts = advertiser_accounts(ids)
+        bills = []
+        for pk, adv in advertisers.items():
+            accrued = accounts[pk][Purpose.ACCRUED].balance
+            while adv.billing_threshold and accrued >= adv.billing_threshold:
+                bills.append((adv, accounts[pk], adv.billing_threshold))
+                accrued -= adv.billing_threshold
+        created = _bills_create(kind=BillKind.THRESHOLD, at=at, bills=bills)
+    counts["bills"] += len(created)
+    for bill in _bills_collect(created, at=at):
+        counts["paid" if bill.status == BillStatus.PAID else "failed"] += 1
+    return counts
+
+
+def charge_thresholds_finish(*, at: datetime) -> dict:
+    """After a run's chunks: pay every automatic bill a crash left open (R26)."""
+    return {"stuck": _collect_stuck_bills(at)}
 
 
 def _bills_collect(bills: list[Bill], *, at: datetime) -> list[Bill]:

@@ -114,6 +114,18 @@ def _chunks(at: datetime, size: int):
         yield advertisers
 
 
+def statements_chunks(*, at: datetime, chunk: int = 2000):
+    """The accounts opened before `at`, `chunk` ids at a time: the chunk tasks of beat's run."""
+    for advertisers in _chunks(at, chunk):
+        yield [a.pk for a in advertisers]
+
+
+def statements_chunk(*, ids: list[int], at: datetime) -> dict:
+    """One chunk task: the statements of these accounts (those that have theirs already skipped)."""
+    advertisers = list(Advertiser.objects.filter(pk__in=ids).order_by("pk").only("pk", "timezone", "created_at"))
+    return {"statements": statements_issue(advertisers, at=at)}
+
+
 def statements_issue(advertisers: list, *, at: datetime) -> int:
     """The statements of these accounts for the month before `at` (in each one's time zone), in
     one transaction; accounts that have theirs already are skipped. `advertisers` need only their

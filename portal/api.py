@@ -8,8 +8,11 @@ the HTTP status of API.md: 400 bad input, 401 no/invalid token, 403 role does no
 
 import functools
 import json
+import logging
 
 from django.core.exceptions import RequestDataTooBig
+from django.db import InterfaceError as DatabaseInterfaceError
+from django.db import OperationalError as DatabaseOperationalError
 from django.http import Http404, HttpResponseNotAllowed
 from django.shortcuts import render
 from ninja import NinjaAPI, Router, Status
@@ -117,10 +120,13 @@ api = PortalAPI(
 )
 
 
+log = logging.getLogger("portal.api")
+
 # --- errors ------------------------------------------------------------------------------------
 
 STATUS_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-                409: "conflict", 413: "body_too_large", 422: "unprocessable", 429: "too_many_requests"}
+                409: "conflict", 413: "body_too_large", 422: "unprocessable", 429: "too_many_requests",
+                503: "database_unavailable"}
 
 
 def error_response(request, status: int, code: str, message: str, **extra):
@@ -140,6 +146,20 @@ def _business_error(request, exc: BusinessError):
 def _rate_limited(request, exc: RateLimited):
     response = error_response(request, 429, "rate_limited", str(exc), retry_after=exc.retry_after)
     response["Retry-After"] = str(exc.retry_after)
+    return response
+
+
+@api.exception_handler(DatabaseOperationalError)
+@api.exception_handler(DatabaseInterfaceError)
+def _database_unavailable(request, exc):
+    """The database did not answer (a restart, a failover, a cut connection; issue 11): 503 and
+    Retry-After, not a 500 — the request is safe to send again as it was, its keys make a retry
+    book nothing twice (R15, R22)."""
+    log.warning("database unavailable for %s %s: %s: %s", request.method, request.path, type(exc).__name__, exc)
+    response = error_response(request, 503, "database_unavailable",
+                              "The database did not answer. Send the request again with the same event_id or "
+                              "idempotency_key: a retry never books anything twice.", retry_after=1)
+    response["Retry-After"] = "1"
     return response
 
 

@@ -24,6 +24,37 @@ JOBS: dict[str, str] = {
 }
 
 
+# Jobs whose chunks beat runs as tasks that several workers share (issue 11): (the chunks' ids
+# as of `at`, one chunk's work, what runs once after the chunks are queued — or None). Each chunk
+# locks its own rows and re-reads them, so chunks of one run on two workers, a chunk re-delivered
+# after a worker died, and a run by hand at the same time never do anything twice.
+CHUNKED: dict[str, tuple[str, str, str | None]] = {
+    "charge_thresholds": ("billing.autopay.charge_thresholds_chunks", "billing.autopay.charge_thresholds_chunk",
+                          "billing.autopay.charge_thresholds_finish"),
+    "expire_credits": ("promotions.expiry.expire_credits_chunks", "promotions.expiry.expire_credits_chunk", None),
+    "issue_statements": ("billing.statements.statements_chunks", "billing.statements.statements_chunk", None),
+}
+
+
+def _function(path: str):
+    module, func = path.rsplit(".", 1)
+    return getattr(import_module(module), func)
+
+
+def job_chunks(*, name: str, at: datetime) -> list[list[int]]:
+    """The id lists of the chunks of `name` as of `at`."""
+    return [list(ids) for ids in _function(CHUNKED[name][0])(at=at)]
+
+
+def job_chunk_run(*, name: str, ids: list[int], at: datetime) -> dict:
+    return _function(CHUNKED[name][1])(ids=ids, at=at)
+
+
+def job_finish(*, name: str, at: datetime) -> dict:
+    finish = CHUNKED[name][2]
+    return _function(finish)(at=at) if finish else {}
+
+
 def job_run(*, name: str, at: datetime | None = None) -> dict:
     if name not in JOBS:
         raise KeyError(f"unknown job {name!r}; jobs: {', '.join(sorted(JOBS))}")

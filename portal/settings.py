@@ -230,6 +230,8 @@ else:
     # any task may run (CELERY_TASK_TIME_LIMIT below), so a slow task is never run twice at once.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=900)}
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+# beat's runs of the chunked jobs queue one task a chunk, shared by the workers (portal.jobs.CHUNKED)
+JOB_CHUNK_TASKS = env.bool("JOB_CHUNK_TASKS", default=True)
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_EXPIRES = 3600
 # Faults (issue 11, decision 0021): a task is acknowledged when it ends, so a worker killed in the
@@ -246,6 +248,7 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # Periodic jobs (SPEC R33). `expires` drops a run that could not start before the next one.
 CELERY_BEAT_SCHEDULE = {
     "charge-thresholds": {"task": "portal.tasks.run_job", "schedule": 60.0, "args": ["charge_thresholds"],
+                          "kwargs": {"split": True},  # chunk tasks (decision 0037)
                           "options": {"expires": 55}},
     "charge-bill-dates": {"task": "portal.tasks.run_job", "schedule": 300.0, "args": ["charge_bill_dates"],
                           "options": {"expires": 290}},
@@ -260,12 +263,14 @@ CELERY_BEAT_SCHEDULE = {
     "issue-monthly-invoices": {"task": "portal.tasks.run_job", "schedule": 900.0, "args": ["issue_monthly_invoices"],
                                "options": {"expires": 890}},
     "issue-statements": {"task": "portal.tasks.run_job", "schedule": 3600.0, "args": ["issue_statements"],
+                         "kwargs": {"split": True},  # chunk tasks (decision 0037)
                          "options": {"expires": 3500}},
     "remind-invoices": {"task": "portal.tasks.run_job", "schedule": 3600.0, "args": ["remind_invoices"],
                         "options": {"expires": 3500}},
     "close-ladder-windows": {"task": "portal.tasks.run_job", "schedule": 300.0, "args": ["close_ladder_windows"],
                              "options": {"expires": 290}},
     "expire-credits": {"task": "portal.tasks.run_job", "schedule": 300.0, "args": ["expire_credits"],
+                       "kwargs": {"split": True},  # chunk tasks (decision 0037)
                        "options": {"expires": 290}},
     "remind-expiring": {"task": "portal.tasks.run_job", "schedule": 3600.0, "args": ["remind_expiring"],
                         "options": {"expires": 3500}},

@@ -38,51 +38,68 @@ def expire_credits(*, at=None, chunk: int = 100) -> dict:
     A chunk costs a constant number of statements however many credits it holds: the next
     advertiser ids, their locks, their due credits, their forfeiture accounts, the set-based
     booking (`ledger_post_moves`), one status UPDATE and one INSERT of the emails — one per
-    advertiser, listing every credit it forfeited in this sweep.
+    advertiser, listing every credit it forfeited in this sweep. Beat runs the chunks as tasks
+    that several workers share (`portal.jobs.CHUNKED`): `expire_credits_chunks` lists them,
+    `expire_credits_chunk` does one.
     """
     at = at or timezone.now()
-    cutoff = at - timedelta(seconds=settings.CREDIT_EXPIRY_GRACE_SECONDS)
-    due = Credit.objects.filter(status__in=LIVE, expires_at__lte=cutoff)
     counts = {"expired": 0, "forfeited_entries": 0}
-    after = 0
+    for advertiser_ids in expire_credits_chunks(at=at, chunk=chunk):
+        done = expire_credits_chunk(ids=advertiser_ids, at=at)
+        for k in counts:
+            counts[k] += done[k]
+    return counts
+
+
+def _due(at):
+    cutoff = at - timedelta(seconds=settings.CREDIT_EXPIRY_GRACE_SECONDS)
+    return Credit.objects.filter(status__in=LIVE, expires_at__lte=cutoff)
+
+
+def expire_credits_chunks(*, at, chunk: int = 100):
+    """The advertisers with credit due at `at`, `chunk` ids at a time (a keyset over advertiser
+    ids: every advertiser is in exactly one chunk of a sweep)."""
+    due, after = _due(at), 0
     while True:
-        # Keyset over advertiser ids: every advertiser is claimed by exactly one chunk of a sweep.
-        advertiser_ids = list(
-            due.filter(advertiser_id__gt=after).order_by("advertiser_id")
-            .values_list("advertiser_id", flat=True).distinct()[:chunk]
-        )
+        advertiser_ids = list(due.filter(advertiser_id__gt=after).order_by("advertiser_id")
+                              .values_list("advertiser_id", flat=True).distinct()[:chunk])
         if not advertiser_ids:
-            return counts
+            return
         after = advertiser_ids[-1]
-        with transaction.atomic():
-            advertisers = lock_advertisers(advertiser_ids)
-            # Re-read under the locks: what a concurrent sweep already forfeited is gone. Rows, not
-            # model instances: a chunk reads about 1,000 credits and their accounts.
-            credits = list(
-                due.filter(advertiser_id__in=advertiser_ids).order_by("advertiser_id", "pk").values_list(
-                    "pk", "advertiser_id", "kind", "expires_at", *(f"ledger_account__{f}" for f in ACCOUNT_FIELDS))
-            )
-            if not credits:
-                continue
-            forfeiture = {
-                row[-1]: AccountRef(*row)
-                for row in LedgerAccount.objects.filter(advertiser_id__in=advertisers, purpose=Purpose.FORFEITURE)
-                .values_list(*ACCOUNT_FIELDS)
-            }
-            moves, expired = [], defaultdict(list)
-            for pk, advertiser_id, kind, expires_at, *account in credits:
-                account = AccountRef(*account)
-                left = account.balance
-                expired[advertiser_id].append((pk, kind, expires_at, left))
-                if left > 0:
-                    moves.append(Move(debit=account, credit=forfeiture[advertiser_id], amount=left,
-                                      advertiser_id=advertiser_id, occurred_at=expires_at,
-                                      memo=f"{KIND_LABELS.get(kind, kind)} #{pk} expired"))
-            ledger_post_moves(TxKind.CREDIT_EXPIRE, moves)
-            Credit.objects.filter(pk__in=[row[0] for row in credits]).update(status=CreditStatus.EXPIRED, ended_at=at)
-            notify_many([credits_expired_draft(advertisers[a], items) for a, items in expired.items()])
-        counts["expired"] += len(credits)
-        counts["forfeited_entries"] += len(moves)
+        yield advertiser_ids
+
+
+def expire_credits_chunk(*, ids: list[int], at) -> dict:
+    """Forfeit the due credit of these advertisers, in one transaction under their locks; what a
+    concurrent sweep (or a re-delivered chunk task) already forfeited is gone when re-read."""
+    due, advertiser_ids = _due(at), ids
+    with transaction.atomic():
+        advertisers = lock_advertisers(advertiser_ids)
+        # Rows, not model instances: a chunk reads about 1,000 credits and their accounts.
+        credits = list(
+            due.filter(advertiser_id__in=advertiser_ids).order_by("advertiser_id", "pk").values_list(
+                "pk", "advertiser_id", "kind", "expires_at", *(f"ledger_account__{f}" for f in ACCOUNT_FIELDS))
+        )
+        if not credits:
+            return {"expired": 0, "forfeited_entries": 0}
+        forfeiture = {
+            row[-1]: AccountRef(*row)
+            for row in LedgerAccount.objects.filter(advertiser_id__in=advertisers, purpose=Purpose.FORFEITURE)
+            .values_list(*ACCOUNT_FIELDS)
+        }
+        moves, expired = [], defaultdict(list)
+        for pk, advertiser_id, kind, expires_at, *account in credits:
+            account = AccountRef(*account)
+            left = account.balance
+            expired[advertiser_id].append((pk, kind, expires_at, left))
+            if left > 0:
+                moves.append(Move(debit=account, credit=forfeiture[advertiser_id], amount=left,
+                                  advertiser_id=advertiser_id, occurred_at=expires_at,
+                                  memo=f"{KIND_LABELS.get(kind, kind)} #{pk} expired"))
+        ledger_post_moves(TxKind.CREDIT_EXPIRE, moves)
+        Credit.objects.filter(pk__in=[row[0] for row in credits]).update(status=CreditStatus.EXPIRED, ended_at=at)
+        notify_many([credits_expired_draft(advertisers[a], items) for a, items in expired.items()])
+    return {"expired": len(credits), "forfeited_entries": len(moves)}
 
 
 def remind_expiring(*, at=None, chunk: int = 1000) -> dict:

@@ -130,3 +130,23 @@ def test_one_run_of_the_relay_sends_every_due_notice_however_many_chunks(mailout
                                     created_at=timezone.now() - timedelta(minutes=5))
     assert notifications.notifications_send_due(chunk=3) == {"sent": 7, "failed": 0}
     assert not Notification.objects.filter(emailed_at__isnull=True).exists() and len(mailoutbox) == 7
+
+
+def test_a_database_that_does_not_answer_is_a_503_with_retry_after_not_a_500(monkeypatch):
+    # the soak's primary restart: requests in flight lost their connection
+    from django.db import OperationalError
+
+    from billing import api as billing_api
+
+    def cut(**kw):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(billing_api, "spend_record_batch", cut)
+    adv = AdvertiserFactory(currency="USD")
+    response = Api().post("/spend", {"events": [{"event_id": "db-gone", "advertiser_id": adv.pk, "campaign_id": 1,
+                                                 "amount": "1.00", "currency": "USD",
+                                                 "occurred_at": timezone.now().isoformat()}]},
+                          token=token_for(api_user(is_staff=True)))
+    assert response.status_code == 503, response.content
+    assert response["Retry-After"] == "1"
+    assert response.json()["error"]["code"] == "database_unavailable"
