@@ -196,6 +196,20 @@ def test_demo_spend_history_and_ledger(monkeypatch):
     assert enrollment.status == "open" and enrollment.qualifying_spend == cash_spent
 
 
+def test_demo_shop_has_a_monthly_spending_limit_it_has_not_reached_and_a_low_balance_alert(monkeypatch):
+    """Issue 14 demo data: the Billing method page's meter (R43) and a member's alert level (R44)."""
+    from billing.limits import limit_view
+    from portal.models import AlertPreference
+
+    load_demo(monkeypatch)
+    shop = Advertiser.objects.get(name="Demo Shop US")
+    view = limit_view(shop)
+    assert view.period == "monthly" and view.amount >= 500 and view.spent < view.amount
+    assert not Campaign.objects.filter(advertiser=shop, status="paused_limit").exists()
+    pref = AlertPreference.objects.get(advertiser=shop, alert="low_balance", user__username="demo_admin")
+    assert pref.amount == Decimal("500.00") and pref.email and pref.in_app
+
+
 def test_demo_shows_every_billing_state_and_a_code_to_redeem(monkeypatch):
     """Issue 3 and 4 demo data: a promo code a fresh account can redeem, an automatic account near its
     threshold, one whose last payment failed, last month's invoice."""

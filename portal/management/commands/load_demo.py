@@ -39,12 +39,14 @@ from django.utils import timezone
 from billing.autopay import charge_thresholds, payment_method_set
 from billing.deposits import deposit_create
 from billing.invoicing import invoice_issue
+from billing.limits import spend_counted, spending_limit_set
 from billing.ledger import advertiser_accounts, lock_advertisers
 from billing.models import BillKind, Purpose
 from billing.money import fmt
 from billing.spend import spend_record_batch
 from billing.switching import billing_settings_set
-from portal.models import Advertiser, BusinessCenter, Campaign, CampaignStatus
+from portal.alerts import alert_preferences_set
+from portal.models import Advertiser, BusinessCenter, Campaign, CampaignStatus, LimitPeriod
 from portal.services import advertiser_create, bc_member_add, business_center_create, campaign_create, member_add
 from promotions.credits import credit_assign, credit_grant
 from promotions.programs import enrollment_create, program_create
@@ -318,11 +320,22 @@ def demo_load(*, now: datetime) -> list[str]:
         with transaction.atomic():
             invoice = invoice_issue(advertiser=lock_advertisers([invoiced.pk])[invoiced.pk], at=first)
 
+    # R43: the shop's monthly spending limit, twice what it spent this month so far (its meter on
+    # the Billing method page); R44: its admin wants to hear when the cash runs below 500
+    shop = advertisers["manual"]
+    spent, _ = spend_counted(advertiser=shop, period=LimitPeriod.MONTHLY, at=now)
+    limit = max((spent * 2).quantize(Decimal("1")), Decimal("500"))
+    spending_limit_set(advertiser=shop, amount=fmt(limit, "USD"), period=LimitPeriod.MONTHLY,
+                       reason="Demo: a monthly cap on ad spend")
+    alert_preferences_set(user=get_user_model().objects.get(username=ROLE_USERS["admin"]), advertiser=shop, choices={},
+                          low_balance_amount="500.00")
+
     total = sum((Decimal(e["amount"]) for e in events), Decimal(0))
     lines = [f"Loaded {BC_NAME}: {len(advertisers)} advertisers, {sum(len(c) for c in campaigns.values())} campaigns, "
              f"{len(events)} spend events over {HISTORY_DAYS} days ({fmt(total, 'USD')} USD)."]
     if invoice is not None:
         lines.append(f"Invoice {invoice.number} issued to {invoiced.name} for {fmt(invoice.amount, 'USD')} USD.")
+    lines.append(f"{shop.name} has a monthly spending limit of {fmt(limit, 'USD')} USD.")
     lines.append(f"{automatic.name} is {fmt(near, 'USD')} USD from its billing threshold; "
                  f"{outdoor.name}'s last payment failed; {advertisers['startup'].name} can redeem WELCOME100.")
     return lines
