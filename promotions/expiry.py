@@ -32,7 +32,7 @@ KIND_LABELS = dict(CreditKind.choices)
 ACCOUNT_FIELDS = ("pk", "currency", "normal", "balance", "purpose", "advertiser_id")
 
 
-def expire_credits(*, at=None, chunk: int = 100) -> dict:
+def expire_credits(*, at=None, chunk: int = 250) -> dict:
     """Forfeit what is left of every credit due at `at`; `chunk` is advertisers per transaction.
 
     A chunk costs a constant number of statements however many credits it holds: the next
@@ -56,7 +56,7 @@ def _due(at):
     return Credit.objects.filter(status__in=LIVE, expires_at__lte=cutoff)
 
 
-def expire_credits_chunks(*, at, chunk: int = 100):
+def expire_credits_chunks(*, at, chunk: int = 250):
     """The advertisers with credit due at `at`, `chunk` ids at a time (a keyset over advertiser
     ids: every advertiser is in exactly one chunk of a sweep)."""
     due, after = _due(at), 0
