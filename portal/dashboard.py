@@ -30,6 +30,11 @@ class AdvertiserSummary:
     def campaigns_paused_funds(self) -> int:
         return self.campaigns_by_status.get(CampaignStatus.PAUSED_FUNDS, 0)
 
+    @property
+    def campaigns_paused_limit(self) -> int:
+        """R43: paused because the account's spending limit is reached."""
+        return self.campaigns_by_status.get(CampaignStatus.PAUSED_LIMIT, 0)
+
 
 def advertiser_summary(*, advertiser, role) -> AdvertiserSummary:
     """Campaign counts for everyone; balances and 30-day spend only for payments readers (R1)."""
@@ -46,6 +51,7 @@ def advertiser_summary(*, advertiser, role) -> AdvertiserSummary:
 
 
 def campaign_list(*, advertiser) -> list[Campaign]:
-    """The advertiser's campaigns: those paused for lack of funds first, then by name."""
+    """The advertiser's campaigns: those paused by billing (funds, spending limit) first, then by name."""
     campaigns = list(Campaign.objects.filter(advertiser=advertiser).order_by("name", "pk"))
-    return sorted(campaigns, key=lambda c: c.status != CampaignStatus.PAUSED_FUNDS)
+    held = (CampaignStatus.PAUSED_FUNDS, CampaignStatus.PAUSED_LIMIT)
+    return sorted(campaigns, key=lambda c: c.status not in held)

@@ -72,10 +72,12 @@ def campaigns(request, advertiser_id):
     advertiser, role = advertiser_for_request(request, advertiser_id)
     rows = campaign_list(advertiser=advertiser)
     paused_funds = sum(1 for c in rows if c.status == CampaignStatus.PAUSED_FUNDS)
+    paused_limit = sum(1 for c in rows if c.status == CampaignStatus.PAUSED_LIMIT)
     return render(
         request,
         "portal/campaigns.html",
-        {"advertiser": advertiser, "role": role, "campaigns": rows, "paused_funds": paused_funds},
+        {"advertiser": advertiser, "role": role, "campaigns": rows, "paused_funds": paused_funds,
+         "paused_limit": paused_limit},
     )
 
 

@@ -77,3 +77,20 @@ def test_r43_another_advertisers_admin_gets_404_and_anonymous_goes_to_login(team
     anonymous = Client().post(url(team), body)
     assert anonymous.status_code == 302 and anonymous["Location"].startswith("/login/?next=")
     assert limit_of(team) is None
+
+
+def test_r43_campaigns_and_the_dashboard_say_why_campaigns_paused_and_where_to_lift_the_limit(team):
+    deposit(team.advertiser, "500.00", key="page-lim-3")
+    spending_limit_set(advertiser=team.advertiser, amount="20.00", period="monthly")
+    spend(team.campaign, "25.00")
+    for path in (f"/a/{team.advertiser.pk}/campaigns/", f"/a/{team.advertiser.pk}/"):
+        page = team.admin.get(path).content.decode()
+        banner = element(page, "limit-banner")
+        assert "1 campaign paused: the account's spending limit is reached." in text(banner)
+        assert f'href="/a/{team.advertiser.pk}/payments/billing-method/#spending-limit"' in banner, path
+    campaigns = team.admin.get(f"/a/{team.advertiser.pk}/campaigns/").content.decode()
+    assert "Paused — spending limit" in text(campaigns)
+    # an operator sees no payment pages: told who can lift it instead of a link it cannot open
+    operator = text(element(team.client("operator").get(f"/a/{team.advertiser.pk}/campaigns/").content.decode(),
+                            "limit-banner"))
+    assert "Delivery resumes when an admin raises or removes the limit" in operator
