@@ -32,7 +32,6 @@ from billing.ledger import (
     Move,
     Posting,
     advertiser_accounts,
-    ledger_post,
     ledger_post_many,
     ledger_post_moves,
     lock_advertisers,
@@ -53,7 +52,7 @@ from billing.models import (
     bills_number,
 )
 from billing.money import ZERO, fmt, parse_amount
-from billing.tax import tax_for, taxes_for
+from billing.tax import taxes_for
 from portal.errors import BadInput, BusinessError
 from portal.models import Advertiser, AdvertiserStatus, BillingMethod, Campaign, CampaignStatus
 from portal.notifications import Draft, notify_many
@@ -152,38 +151,29 @@ def autopay_setup(*, advertiser, at: datetime | None = None) -> None:
 
 def bill_create(*, advertiser, accounts, kind: str, amount: Decimal, at: datetime, period_start=None,
                 period_end=None) -> Bill:
-    """Move `amount` from accrued to billed and record the bill with its tax (R38: the card is
-    charged amount + tax). Caller holds the advertiser lock: the bill takes the account's next
-    number in its INSERT (`Bill.save`)."""
-    tax, treatment = tax_for(advertiser, amount, at.date())
-    bill = Bill.objects.create(
-        advertiser=advertiser, kind=kind, amount=amount, currency=advertiser.currency, issued_at=at,
-        due_at=at, period_start=period_start, period_end=period_end, tax=tax, tax_rate=treatment.rate,
-        tax_note=treatment.note,
-    )
-    p = Posting(kind=TxKind.BILL, currency=advertiser.currency, amount=amount, lines=[], advertiser_id=advertiser.pk,
-                occurred_at=at, memo=f"{bill.get_kind_display()} #{bill.pk}")
-    p.move(debit=accounts[Purpose.BILLED], credit=accounts[Purpose.ACCRUED], amount=amount)
-    ledger_post(p)
-    return bill
+    """One bill: `bills_create` for one account (the switch bill, R28)."""
+    return bills_create(kind=kind, at=at, bills=[(advertiser, accounts, amount, period_start, period_end)])[0]
 
 
-def _bills_create(*, kind: str, at: datetime, bills: list[tuple]) -> list[Bill]:
-    """`bill_create` for many (advertiser, accounts, amount) at once, in a constant number of
+def bills_create(*, kind: str, at: datetime, bills: list[tuple]) -> list[Bill]:
+    """The one writer of automatic bills: move each amount from accrued to billed and record the
+    bill with its tax (R38: the card is charged amount + tax), for many
+    `(advertiser, accounts, amount[, period_start, period_end])` at once in a constant number of
     statements (the accounts' last bill numbers read in one query, one INSERT of the bills,
     `ledger_post_moves` for their postings). Caller holds the advertisers' locks."""
-    taxes = taxes_for([(adv, amount) for adv, _, amount in bills], at.date())
-    new = [
-        Bill(advertiser=adv, kind=kind, amount=amount, currency=adv.currency, issued_at=at, due_at=at, tax=tax,
-             tax_rate=treatment.rate, tax_note=treatment.note)
-        for (adv, _, amount), (tax, treatment) in zip(bills, taxes)
-    ]
+    taxes = taxes_for([(b[0], b[2]) for b in bills], at.date())
+    new = []
+    for b, (tax, treatment) in zip(bills, taxes):
+        adv, _, amount, period_start, period_end = (*b, None, None)[:5]
+        new.append(Bill(advertiser=adv, kind=kind, amount=amount, currency=adv.currency, issued_at=at, due_at=at,
+                        period_start=period_start, period_end=period_end, tax=tax, tax_rate=treatment.rate,
+                        tax_note=treatment.note))
     bills_number(new)  # 1, 2, 3… per account, in the order of `bills` (decision 0031)
     created = Bill.objects.bulk_create(new)
     ledger_post_moves(TxKind.BILL, [
-        Move(debit=acc[Purpose.BILLED], credit=acc[Purpose.ACCRUED], amount=amount, advertiser_id=adv.pk,
+        Move(debit=b[1][Purpose.BILLED], credit=b[1][Purpose.ACCRUED], amount=b[2], advertiser_id=b[0].pk,
              occurred_at=at, memo=f"{bill.get_kind_display()} #{bill.pk}")
-        for bill, (adv, acc, amount) in zip(created, bills)
+        for bill, b in zip(created, bills)
     ])
     return created
 
@@ -544,7 +534,7 @@ def charge_thresholds_chunk(*, ids: list[int], at: datetime) -> dict:
             while adv.billing_threshold and accrued >= adv.billing_threshold:
                 bills.append((adv, accounts[pk], adv.billing_threshold))
                 accrued -= adv.billing_threshold
-        created = _bills_create(kind=BillKind.THRESHOLD, at=at, bills=bills)
+        created = bills_create(kind=BillKind.THRESHOLD, at=at, bills=bills)
     counts["bills"] += len(created)
     for bill in _bills_collect(created, at=at):
         counts["paid" if bill.status == BillStatus.PAID else "failed"] += 1
@@ -590,21 +580,22 @@ def charge_bill_dates(*, at: datetime | None = None, chunk: int = 500) -> dict:
         if not ids:
             _collect_stuck_bills(at)
             return counts
-        created = []
         with transaction.atomic():
             advertisers = lock_advertisers(ids)
             accounts = advertiser_accounts(ids)
+            bills, moved = [], []
             for pk, adv in advertisers.items():
                 if adv.next_bill_at is None or adv.next_bill_at > at:
                     continue  # a concurrent run already moved it on
                 period_end = adv.next_bill_at
                 accrued = accounts[pk][Purpose.ACCRUED].balance
                 if accrued > 0:
-                    created.append(bill_create(advertiser=adv, accounts=accounts[pk], kind=BillKind.BILL_DATE,
-                                               amount=accrued, at=at, period_end=period_end))
+                    bills.append((adv, accounts[pk], accrued, None, period_end))
                 adv.next_bill_at = next_bill_date(adv, max(period_end, at))
-                adv.save(update_fields=["next_bill_at"])
+                moved.append(adv)
                 counts["dates"] += 1
+            created = bills_create(kind=BillKind.BILL_DATE, at=at, bills=bills)
+            _rows_update(Advertiser, moved, ["next_bill_at"])
         counts["bills"] += len(created)
         for bill in _bills_collect(created, at=at):
             counts["paid" if bill.status == BillStatus.PAID else "failed"] += 1

@@ -386,3 +386,29 @@ def test_r26_a_card_charged_before_a_crash_has_its_bill_booked_within_three_minu
     bills = list(Bill.objects.order_by("pk"))
     assert {b.status for b in bills} == {BillStatus.PAID}
     charged_once_at_the_gateway(bills)
+
+
+@pytest.mark.django_db
+def test_r24_bill_date_billing_writes_a_chunks_bills_in_statements_that_do_not_grow(spend_event):
+    # issue 10: bill-date bills are made by the one bill writer (bills_create) a chunk at a time,
+    # as threshold bills are — no bill-by-bill twin
+    from billing.autopay import charge_bill_dates
+    from billing.models import BillKind
+
+    def job_statements(n: int) -> int:
+        accounts = [auto_account(threshold="1000.00") for _ in range(n)]
+        for adv, camp in accounts:
+            spend_record(event=spend_event(camp, "25.00"))
+        Advertiser.objects.filter(pk__in=[a.pk for a, _ in accounts]).update(
+            next_bill_at=timezone.now() - timedelta(minutes=1))
+        with CaptureQueriesContext(connection) as captured:
+            counts = charge_bill_dates()
+        assert counts["bills"] == counts["paid"] == counts["dates"] == n
+        for adv, _ in accounts:
+            bill = Bill.objects.get(advertiser=adv, kind=BillKind.BILL_DATE)
+            adv.refresh_from_db()
+            assert bill.amount == D("25.00") and bill.period_end is not None and adv.next_bill_at > timezone.now()
+        return len(captured.captured_queries) - n  # the sandbox gateway's own statement per call
+
+    assert job_statements(3) == job_statements(12)
+    assert ledger_problems() == []
