@@ -53,6 +53,7 @@ from billing.models import (
 )
 from billing.money import ZERO, fmt, parse_amount
 from billing.tax import taxes_for
+from portal.dbtypes import id_chunks
 from portal.errors import BadInput, BusinessError
 from portal.models import Advertiser, AdvertiserStatus, BillingMethod, Campaign, CampaignStatus
 from portal.notifications import Draft, notify_many
@@ -512,13 +513,7 @@ def _threshold_due():
 
 def charge_thresholds_chunks(*, at: datetime, chunk: int = 500):
     """The accounts due a threshold bill, `chunk` ids at a time (keyset by id)."""
-    due, after = _threshold_due(), 0
-    while True:
-        ids = list(due.filter(pk__gt=after).order_by("pk").values_list("pk", flat=True)[:chunk])
-        if not ids:
-            return
-        after = ids[-1]
-        yield ids
+    return id_chunks(_threshold_due(), chunk)
 
 
 def charge_thresholds_chunk(*, ids: list[int], at: datetime) -> dict:
@@ -613,16 +608,12 @@ def retry_payments(*, at: datetime | None = None, chunk: int = 500) -> dict:
         .exclude(kind=BillKind.MONTHLY_INVOICE)
         .order_by("pk")
     )
-    after = 0
-    while True:
-        ids = list(due.filter(pk__gt=after).values_list("pk", flat=True)[:chunk])
-        if not ids:
-            return counts
-        after = ids[-1]
+    for ids in id_chunks(due, chunk):
         for bill_id in ids:
             bill = bill_collect(bill_id=bill_id, at=at)
             counts["retried"] += 1
             counts["paid"] += getattr(bill, "booked_now", False)  # paid by this run, not by a concurrent one
+    return counts
 
 
 def payment_method_set(*, advertiser, card_number, expiry) -> "PaymentMethod":  # noqa: F821

@@ -116,9 +116,14 @@ def spend_counted(*, advertiser, period: str, at: datetime) -> tuple[Decimal, da
     if period == LimitPeriod.MONTHLY:
         month = advertiser.limit_month_of(at)
         start = datetime(month.year, month.month, 1, tzinfo=advertiser.tz)
-        end = datetime(month.year + month.month // 12, month.month % 12 + 1, 1, tzinfo=advertiser.tz)
+        end = _next_month_start(month, advertiser.tz)
         events = events.filter(occurred_at__gte=start, occurred_at__lt=end)
     return events.aggregate(s=Sum("amount"))["s"] or Decimal(0), month
+
+
+def _next_month_start(month: date, tz) -> datetime:
+    """Midnight of the 1st after `month` (a month's first day), in the account's time zone."""
+    return datetime(month.year + month.month // 12, month.month % 12 + 1, 1, tzinfo=tz)
 
 
 def limit_view(advertiser, *, at: datetime | None = None) -> LimitView:
@@ -133,7 +138,7 @@ def limit_view(advertiser, *, at: datetime | None = None) -> LimitView:
     resets_at = None
     if period == LimitPeriod.MONTHLY:
         month = advertiser.limit_month_of(at)
-        resets_at = datetime(month.year + month.month // 12, month.month % 12 + 1, 1, tzinfo=advertiser.tz)
+        resets_at = _next_month_start(month, advertiser.tz)
     return LimitView(advertiser.spending_limit, period, spent, remaining, resets_at)
 
 

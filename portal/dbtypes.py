@@ -61,3 +61,18 @@ def prepared_cursor():
 
     connection.ensure_connection()
     return connection._prepare_cursor(ServerBindingCursor(connection.connection))
+
+
+def id_chunks(queryset, size: int, field: str = "pk"):
+    """The distinct values of `field` (an id) of `queryset`, ascending, `size` at a time: a keyset,
+    each chunk read after the last id of the one before, so a job's chunks never overlap and rows
+    a chunk changed (no longer due) do not shift the next one. The periodic jobs' one loop."""
+    after = 0
+    while True:
+        ids = list(queryset.filter(**{f"{field}__gt": after}).order_by(field)
+                   .values_list(field, flat=True).distinct()[:size])
+        if not ids:
+            return
+        after = ids[-1]
+        yield ids
+

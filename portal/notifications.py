@@ -30,7 +30,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from billing.ledger import Rider
-from portal.dbtypes import prepared_cursor
+from portal.dbtypes import id_chunks, prepared_cursor
 from portal.models import AlertPreference, Notification, Role
 
 log = logging.getLogger("portal.notifications")
@@ -279,18 +279,14 @@ def notifications_send_due(*, at: datetime | None = None, chunk: int = 500) -> d
     at = at or timezone.now()
     counts = {"sent": 0, "failed": 0}
     due = Notification.objects.filter(emailed_at__isnull=True, created_at__lte=at - RELAY_AFTER).order_by("pk")
-    after = 0
-    while True:
-        ids = list(due.filter(pk__gt=after).values_list("pk", flat=True)[:chunk])
-        if not ids:
-            return counts
-        after = ids[-1]
+    for ids in id_chunks(due, chunk):
         for pk in ids:
             try:
                 counts["sent"] += notification_send_email(notification_id=pk)
             except Exception:  # noqa: BLE001 — the mail server: this notice waits for the next run
                 log.exception("notification %s not sent; next run retries", pk)
                 counts["failed"] += 1
+    return counts
 
 
 @shared_task(name="portal.tasks.send_notifications", ignore_result=True)  # its name before it moved here

@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from billing.ledger import AccountRef, Move, ledger_post_moves, lock_advertisers
 from billing.models import LedgerAccount, Purpose, TxKind
+from portal.dbtypes import id_chunks
 from portal.models import Notification
 from portal.notifications import notify_many
 from promotions.models import Credit, CreditKind, CreditStatus
@@ -59,14 +60,7 @@ def _due(at):
 def expire_credits_chunks(*, at, chunk: int = 250):
     """The advertisers with credit due at `at`, `chunk` ids at a time (a keyset over advertiser
     ids: every advertiser is in exactly one chunk of a sweep)."""
-    due, after = _due(at), 0
-    while True:
-        advertiser_ids = list(due.filter(advertiser_id__gt=after).order_by("advertiser_id")
-                              .values_list("advertiser_id", flat=True).distinct()[:chunk])
-        if not advertiser_ids:
-            return
-        after = advertiser_ids[-1]
-        yield advertiser_ids
+    return id_chunks(_due(at), chunk, "advertiser_id")
 
 
 def expire_credits_chunk(*, ids: list[int], at) -> dict:
